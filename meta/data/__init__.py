@@ -1,0 +1,39 @@
+"""Few-shot datasets held in memory as uint8 tensors, with their class splits."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from .base import ClassSplit, DatasetError, FewShotDataset, pixel_stats
+from .registry import DATASETS
+from . import omniglot, synthetic, mini_imagenet, cifar, image_folder  # noqa: F401  (register loaders)
+
+COMMON_ARGS = ("root", "image_size", "split_dir", "download", "cache_dir")
+
+
+def loader_options(name: str) -> dict[str, inspect.Parameter]:
+    """The dataset-specific keyword options of a loader (what ``data.options`` may hold)."""
+    params = inspect.signature(DATASETS[name]).parameters
+    return {k: p for k, p in params.items() if k not in COMMON_ARGS}
+
+
+def load_dataset(name: str, root: str | Path | None = None, *, image_size: int | None = None,
+                 split_dir: str | Path | None = None, download: bool = False,
+                 cache_dir: str | Path | None = None, **options) -> FewShotDataset:
+    """Build dataset ``name``; common arguments the loader does not take are dropped, unknown options raise."""
+    loader = DATASETS[name]
+    params = inspect.signature(loader).parameters
+    unknown = sorted(set(options) - set(loader_options(name)))
+    if unknown:
+        raise DatasetError(f"dataset '{name}' takes no option {', '.join(unknown)}; "
+                           f"its options are {', '.join(loader_options(name)) or 'none'}")
+    common = {"root": Path(root) if root else None, "image_size": image_size,
+              "split_dir": Path(split_dir) if split_dir else None, "download": download,
+              "cache_dir": Path(cache_dir) if cache_dir else None}
+    kwargs = {k: v for k, v in common.items() if k in params and not (k == "image_size" and v is None)}
+    return loader(**kwargs, **options)
+
+
+__all__ = ["ClassSplit", "DATASETS", "DatasetError", "FewShotDataset", "load_dataset", "loader_options",
+           "pixel_stats"]

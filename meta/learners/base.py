@@ -1,0 +1,46 @@
+"""What every learner offers the training loop and the evaluation protocol.
+
+A learner wraps any ``nn.Module`` backbone (it never builds one) together with its own optimiser, so
+``state_dict()`` holds everything a checkpoint needs to resume.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..episodes import Episode
+
+
+class Learner(ABC):
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    bn_mode: str = "eval"  # BatchNorm at test time: see meta.batchnorm
+
+    @abstractmethod
+    def meta_train_step(self, episodes: Sequence[Episode]) -> dict[str, float]:
+        """One outer update from a meta-batch of episodes; returns scalar metrics (loss, accuracy, ...)."""
+
+    @abstractmethod
+    def predict(self, episode: Episode) -> torch.Tensor:
+        """Query logits [n_query_total, n_way] after using the episode's support set."""
+
+    def to(self, device: torch.device | str) -> "Learner":
+        self.model.to(device)
+        return self
+
+    def state_dict(self) -> dict:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])

@@ -1,0 +1,72 @@
+"""Prototypical Networks (Snell et al., 2017): classify queries by distance to class-mean embeddings."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..batchnorm import use_bn_mode
+from ..episodes import Episode
+from ..evaluation import accuracy
+from ..losses import create_loss
+from .base import Learner
+from .registry import LEARNERS
+
+
+def prototypes(features: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Class means [n_way, D]; works for any number of shots per class."""
+    sums = torch.zeros(n_way, features.shape[1], dtype=features.dtype, device=features.device)
+    sums.index_add_(0, labels, features)
+    counts = torch.bincount(labels, minlength=n_way).clamp_min(1).to(features.dtype)
+    return sums / counts[:, None]
+
+
+def prototype_logits(query: torch.Tensor, protos: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
+    if distance == "euclidean":
+        return -torch.cdist(query, protos).pow(2)
+    if distance == "cosine":
+        return 10.0 * F.normalize(query, dim=-1) @ F.normalize(protos, dim=-1).T
+    raise ValueError(f"unknown distance '{distance}'; use 'euclidean' or 'cosine'")
+
+
+@LEARNERS.register("protonet")
+class ProtoNet(Learner):
+    def __init__(self, model: nn.Module, *, lr: float = 1e-3, weight_decay: float = 0.0,
+                 lr_step: int = 0, lr_gamma: float = 0.5, distance: str = "euclidean",
+                 loss: str = "cross_entropy") -> None:
+        prototype_logits(torch.zeros(1, 1), torch.zeros(1, 1), distance)  # reject a bad name now
+        self.model, self.distance = model, distance
+        self.loss = create_loss(loss)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        # lr_step counts meta-train steps; 0 keeps the rate constant
+        self.scheduler = (torch.optim.lr_scheduler.StepLR(self.optimizer, lr_step, lr_gamma) if lr_step else None)
+
+    def _logits(self, ep: Episode) -> torch.Tensor:
+        # one forward pass over support and query keeps BatchNorm statistics shared within the episode
+        feats = self.model(torch.cat([ep.support_x, ep.query_x])).flatten(1)
+        support, query = feats[: len(ep.support_y)], feats[len(ep.support_y):]
+        return prototype_logits(query, prototypes(support, ep.support_y, ep.n_way), self.distance)
+
+    def meta_train_step(self, episodes: Sequence[Episode]) -> dict[str, float]:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        losses, accs = [], []
+        for ep in episodes:
+            logits = self._logits(ep)
+            loss = self.loss(logits, ep.query_y) / len(episodes)
+            loss.backward()
+            losses.append(loss.item() * len(episodes))
+            accs.append(accuracy(logits.detach(), ep.query_y))
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return {"loss": sum(losses) / len(losses), "accuracy": sum(accs) / len(accs),
+                "lr": self.optimizer.param_groups[0]["lr"]}
+
+    @torch.no_grad()
+    def predict(self, episode: Episode) -> torch.Tensor:
+        with use_bn_mode(self.model, self.bn_mode):
+            return self._logits(episode)

@@ -1,0 +1,187 @@
+"""The ``fsnas`` command line.
+
+Each subcommand is one function registered in ``COMMANDS`` with its argument set-up; ``search``,
+``export``, ``latency`` and ``tune`` join the same table when they exist.  Bad input raises
+``UserError``: its message is printed without a traceback and the exit code is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .config import load_config
+from .errors import ConfigError, UserError
+from .runs import RunDir
+
+log = logging.getLogger("nas")
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], None]):
+    def add(fn: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = (help, setup, fn)
+        return fn
+    return add
+
+
+def _split_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """``CONFIG key=value ...``: a first positional with '=' in it is an override, not a config file."""
+    items = ([args.config] if args.config else []) + list(args.overrides)
+    config = items[0] if items and "=" not in items[0] else None
+    return config, items[1:] if config else items
+
+
+def _config_args(p: argparse.ArgumentParser, resume: bool = True) -> None:
+    p.add_argument("config", nargs="?", help="YAML config file (see configs/)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides of any config field, e.g. train.steps=200")
+    p.add_argument("--out", help="run folder to create (default: <out_dir>/<name>-<time>)")
+    if resume:
+        p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+
+
+def _prepare(cfg, source, train: bool, test: bool):
+    """pipeline.prepare with the config file named in any error it raises."""
+    from .pipeline import prepare
+    try:
+        return prepare(cfg, train=train, test=test)
+    except ConfigError as exc:
+        raise exc.in_file(str(source)) from None
+
+
+def _retrain_job(args: argparse.Namespace, evaluate_after: bool) -> dict:
+    """Config (or the resumed run's config), every check, then the run folder, then the work."""
+    from .pipeline import retrain
+    config, overrides = _split_overrides(args)
+    if args.resume:
+        if config or overrides:
+            raise UserError("--resume continues a run with its own config.yaml; give no config or overrides with it")
+        run = RunDir.open(args.resume)
+        cfg = load_config(run.config_path)
+        ds, device = _prepare(cfg, run.config_path, train=True, test=evaluate_after)
+    else:
+        if config is None:
+            raise UserError(f"give a config file, e.g. fsnas {args.command} configs/quickstart.yaml")
+        cfg = load_config(config, overrides)
+        ds, device = _prepare(cfg, config, train=True, test=evaluate_after)
+        run = RunDir.create(cfg, args.out)
+    summary = retrain(cfg, run, ds, device, progress=not args.quiet, evaluate_after=evaluate_after)
+    summary["command"] = args.command
+    run.write_summary(summary)
+    return summary
+
+
+def _print_results(summary: dict) -> None:
+    for r in summary.get("results", []):
+        print(f"{r['dataset']} {r['split']} {r['n_way']}-way {r['k_shot']}-shot: "
+              f"{100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}% ({r['episodes']} episodes, "
+              f"BatchNorm {r['bn_mode']})")
+    print(f"results: {Path(summary['run']) / 'summary.json'}")
+
+
+@command("run", "the whole pipeline from one config: meta-train, then evaluate", _config_args)
+def cmd_run(args: argparse.Namespace) -> int:
+    _print_results(_retrain_job(args, evaluate_after=True))
+    return 0
+
+
+def _retrain_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--no-eval", action="store_true", help="train only; skip the test episodes")
+
+
+@command("retrain", "meta-train a backbone with a learner (ProtoNet, ...) and evaluate it", _retrain_args)
+def cmd_retrain(args: argparse.Namespace) -> int:
+    summary = _retrain_job(args, evaluate_after=not args.no_eval)
+    if summary.get("results"):
+        _print_results(summary)
+    else:
+        print(f"trained: {Path(summary['run']) / 'model.pt'}")
+    return 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a folder written by fsnas retrain or fsnas run")
+    p.add_argument("overrides", nargs="*", help="eval.* (or data.*) overrides, e.g. eval.episodes=1000 "
+                                                "eval.tasks='[{n_way: 20, k_shot: 1, n_query: 5}]'")
+    p.add_argument("--out", help="folder for this evaluation (default: RUN_DIR/eval-<time>)")
+
+
+@command("evaluate", "test a trained run on seeded episodes: mean accuracy and 95% CI", _evaluate_args)
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .pipeline import evaluate_run
+    trained = RunDir.open(args.run_dir)
+    bad = [o for o in args.overrides if not o.split("=", 1)[0].startswith(("eval.", "data.", "device"))]
+    if bad:
+        raise UserError(f"evaluate takes only eval.*, data.* and device overrides; '{bad[0]}' would change the "
+                        f"trained model. Retrain instead")
+    cfg = load_config(trained.config_path, args.overrides)
+    cfg.out_dir = str(trained.path)
+    cfg.name = "eval"
+    ds, device = _prepare(cfg, trained.config_path, train=False, test=True)
+    run = RunDir.create(cfg, args.out)
+    summary = evaluate_run(cfg, trained.path, run, ds, device, progress=not args.quiet)
+    _print_results(summary)
+    return 0
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("list", "describe"), help="list: the datasets and their options; "
+                                                               "describe: classes and images per split")
+    p.add_argument("target", nargs="?", help="for describe: a dataset name or a config file")
+    p.add_argument("overrides", nargs="*", help="data.* overrides, e.g. data.root=../shared/data")
+
+
+@command("data", "list datasets, or describe a dataset's splits", _data_args)
+def cmd_data(args: argparse.Namespace) -> int:
+    from meta.data import DATASETS, loader_options
+    if args.action == "list":
+        for name in DATASETS:
+            opts = ", ".join(f"{k}={p.default!r}" for k, p in loader_options(name).items())
+            print(f"{name:15s} options: {opts or '-'}")
+        return 0
+    from .pipeline import build_dataset
+    if not args.target:
+        raise UserError("fsnas data describe needs a dataset name or a config file, e.g. fsnas data describe synthetic")
+    if args.target.endswith((".yaml", ".yml")):
+        cfg = load_config(args.target, args.overrides)
+    else:
+        cfg = load_config(None, [f"data.dataset={args.target}", *args.overrides])
+    print(json.dumps(build_dataset(cfg).describe(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fsnas", description="Neural architecture search for few-shot backbones.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, setup, fn) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
+        setup(p)
+        p.set_defaults(func=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"fsnas: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fsnas: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

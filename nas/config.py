@@ -1,0 +1,230 @@
+"""Typed run configuration: YAML file + ``key.sub=value`` overrides -> ``RunConfig``.
+
+Everything that can be checked without data is checked here (keys, types, registry names, option
+names, value ranges); checks that need the dataset (n_way against the classes of a split, shots against
+the images of a class) run in ``nas.validate`` right after the dataset is loaded, still before any work.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meta.data import DATASETS, loader_options
+from meta.learners import LEARNERS
+from meta.losses import LOSSES
+from search_spaces import MODELS
+
+from .errors import ConfigError
+from .typed import from_dict, to_dict
+
+DATA_ROOT_ENV = "FSNAS_DATA_ROOT"
+
+
+@dataclass
+class EpisodeConfig:
+    n_way: int = 5
+    k_shot: int = 1
+    n_query: int = 15
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"
+    root: str | None = None  # folder holding omniglot-py/, mini-imagenet/, ...; FSNAS_DATA_ROOT when null
+    split_dir: str | None = None  # class-split files; the dataset's default under root when null
+    image_size: int | None = None  # the dataset's default when null
+    download: bool = False
+    cache: bool = True  # keep decoded images under FSNAS_CACHE_DIR (~/.cache/fsnas)
+    options: dict = field(default_factory=dict)  # dataset-specific, see `fsnas data list`
+
+
+@dataclass
+class ModelConfig:
+    name: str = "conv4"
+    options: dict = field(default_factory=dict)  # passed to the model factory; in_channels comes from the data
+
+
+@dataclass
+class TrainConfig:
+    learner: str = "protonet"
+    options: dict = field(default_factory=dict)  # learner options (lr, lr_step, ...)
+    steps: int = 1000  # meta-train steps (outer updates)
+    meta_batch: int = 1  # episodes per step
+    split: str = "train"
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    log_every: int = 50
+    checkpoint_every: int = 200
+    val_every: int = 0  # 0: no validation while training
+    val_episodes: int = 100
+    val_split: str = "val"
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    episodes: int = 600
+    tasks: list[EpisodeConfig] = field(default_factory=lambda: [EpisodeConfig(5, 1, 15)])
+    bn_mode: str = "eval"  # eval: running statistics; transductive: the episode's own batch statistics
+    seed: int = 2024  # fixed so that every method is tested on the same episodes
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    channels_last: bool = True  # NHWC convolutions: ~25% faster Conv-4 training on this CPU
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    def data_root(self) -> Path | None:
+        root = self.data.root or os.environ.get(DATA_ROOT_ENV)
+        return Path(root).expanduser() if root else None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read ``path`` (or the defaults when None), apply overrides, convert and check; ConfigError on bad input."""
+    where = str(path) if path else "command line"
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist; give the path of a YAML config "
+                              f"(see configs/)")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p} is not valid YAML: {exc}".replace("\n", " ")) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p} must hold a mapping of keys to values")
+    try:
+        for item in overrides:
+            apply_override(data, item)
+        cfg = from_dict(RunConfig, data)
+        check_config(cfg)
+    except ConfigError as exc:
+        raise exc.in_file(where) from None
+    return cfg
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Set ``a.b.c=value`` in nested ``data``; the value is parsed as YAML (``3``, ``0.1``, ``true``, ``[1,2]``)."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not of the form key.sub=value")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override '{item}' has an empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = _child(node, part, item)
+        if nxt is None:
+            nxt = {}
+            _set(node, part, nxt, item)
+        node = nxt
+    _set(node, parts[-1], value, item)
+
+
+def _child(node: Any, part: str, item: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, item)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override '{item}': '{part}' is inside a value that is not a mapping")
+    return node.get(part)
+
+
+def _set(node: Any, part: str, value: Any, item: str) -> None:
+    if isinstance(node, list):
+        node[_index(node, part, item)] = value
+    elif isinstance(node, dict):
+        node[part] = value
+    else:
+        raise ConfigError(f"override '{item}': '{part}' is inside a value that is not a mapping")
+
+
+def _index(node: list, part: str, item: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"override '{item}': '{part}' is not an index of a list of {len(node)} items")
+    return int(part)
+
+
+def _positive(key: str, value: int, minimum: int = 1) -> None:
+    if value < minimum:
+        raise ConfigError(f"{key}: must be at least {minimum}, got {value}", key=key)
+
+
+def _check_options(key: str, options: dict, params: dict[str, inspect.Parameter], owner: str) -> None:
+    """Options must be parameters of the factory, with the type of their default."""
+    for name, value in options.items():
+        if name not in params:
+            raise ConfigError(f"{key}.{name}: unknown option of {owner}; its options are "
+                              f"{', '.join(params) or 'none'}", key=f"{key}.{name}")
+        default = params[name].default
+        if default is inspect.Parameter.empty or default is None:
+            continue
+        ok = (isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
+              or isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+              or isinstance(default, (list, tuple)) and isinstance(value, list))
+        if not ok:
+            raise ConfigError(f"{key}.{name}: expected {type(default).__name__} like the default {default!r}, "
+                              f"got {value!r}", key=f"{key}.{name}")
+
+
+def _factory_params(factory: Any, skip: tuple[str, ...]) -> dict[str, inspect.Parameter]:
+    params = inspect.signature(factory).parameters
+    return {k: p for k, p in params.items() if k not in skip and p.kind is not p.VAR_KEYWORD}
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Checks that need no data: names in registries, option names and types, value ranges."""
+    for key, name, registry in (("data.dataset", cfg.data.dataset, DATASETS), ("model.name", cfg.model.name, MODELS),
+                                ("train.learner", cfg.train.learner, LEARNERS)):
+        if name not in registry:
+            raise ConfigError(f"{key}: unknown name '{name}'; choose one of {', '.join(sorted(registry))}", key=key)
+    _check_options("data.options", cfg.data.options, loader_options(cfg.data.dataset), f"dataset {cfg.data.dataset}")
+    _check_options("model.options", cfg.model.options, _factory_params(MODELS[cfg.model.name], ("in_channels",)),
+                   f"model {cfg.model.name}")
+    _check_options("train.options", cfg.train.options, _factory_params(LEARNERS[cfg.train.learner], ("self", "model")),
+                   f"learner {cfg.train.learner}")
+    loss = cfg.train.options.get("loss")
+    if loss is not None and loss not in LOSSES:
+        raise ConfigError(f"train.options.loss: unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
+    if cfg.data.image_size is not None:
+        _positive("data.image_size", cfg.data.image_size, 8)
+    for key, value in (("train.steps", cfg.train.steps), ("train.meta_batch", cfg.train.meta_batch),
+                       ("train.log_every", cfg.train.log_every), ("train.checkpoint_every", cfg.train.checkpoint_every),
+                       ("train.val_episodes", cfg.train.val_episodes), ("eval.episodes", cfg.eval.episodes)):
+        _positive(key, value)
+    _positive("train.val_every", cfg.train.val_every, 0)
+    if not cfg.eval.tasks:
+        raise ConfigError("eval.tasks: empty; give at least one task such as {n_way: 5, k_shot: 1, n_query: 15}")
+    for key, ep in [("train.episode", cfg.train.episode)] + [(f"eval.tasks.{i}", t) for i, t in enumerate(cfg.eval.tasks)]:
+        _positive(f"{key}.n_way", ep.n_way, 2)
+        _positive(f"{key}.k_shot", ep.k_shot)
+        _positive(f"{key}.n_query", ep.n_query)
+    if cfg.eval.bn_mode not in ("eval", "transductive"):
+        raise ConfigError(f"eval.bn_mode: '{cfg.eval.bn_mode}' is not a BatchNorm mode; use eval or transductive")
+    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
+        raise ConfigError(f"device: '{cfg.device}' is not a device; use auto, cpu, cuda or cuda:N")
+    if not cfg.name or "/" in cfg.name:
+        raise ConfigError(f"name: '{cfg.name}' cannot name a run folder; use letters, digits, '-' and '_'")
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,16 @@
+"""Errors a user can fix.  The CLI prints their message (no traceback) and exits with code 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input: a config, a path, an argument.  The message names the problem and the fix."""
+
+
+class ConfigError(UserError):
+    def __init__(self, message: str, key: str | None = None, file: str | None = None) -> None:
+        self.message, self.key, self.file = message, key, file
+        super().__init__(f"{file}: {message}" if file else message)
+
+    def in_file(self, file: str) -> "ConfigError":
+        return ConfigError(self.message, self.key, file) if self.file is None else self

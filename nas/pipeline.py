@@ -1,0 +1,171 @@
+"""The jobs behind the CLI (and, later, Ray Tune trials): build data, model and learner from a config,
+check the config against the data, retrain, evaluate, and write the run folder."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from meta.data import DatasetError, FewShotDataset, load_dataset
+from meta.data.cache import default_cache_dir
+from meta.episodes import EpisodeSampler, check_episode_fits
+from meta.evaluation import evaluate
+from meta.learners import Learner, create_learner
+from search_spaces import create_model
+
+from .config import RunConfig
+from .errors import ConfigError, UserError
+from .runs import RunDir
+from .train import meta_train
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: '{name}' was asked for but CUDA is not available here; use device=cpu or auto")
+    return torch.device(name)
+
+
+def build_dataset(cfg: RunConfig) -> FewShotDataset:
+    root = cfg.data_root()
+    if root is not None and not root.is_dir():
+        raise ConfigError(f"data.root: {root} does not exist; set data.root (or FSNAS_DATA_ROOT) to the folder "
+                          f"holding the dataset", key="data.root")
+    try:
+        return load_dataset(cfg.data.dataset, root, image_size=cfg.data.image_size, split_dir=cfg.data.split_dir,
+                            download=cfg.data.download, cache_dir=default_cache_dir() if cfg.data.cache else None,
+                            **cfg.data.options)
+    except DatasetError as exc:
+        raise ConfigError(f"data: {exc}", key="data") from None
+
+
+def check_against_data(cfg: RunConfig, ds: FewShotDataset, train: bool = True, test: bool = True) -> None:
+    """The checks that need the data: splits exist, episodes fit the classes and images of their split."""
+    checks = [("train.episode", cfg.train.split, cfg.train.episode)] if train else []
+    if test:
+        checks += [(f"eval.tasks.{i}", cfg.eval.split, t) for i, t in enumerate(cfg.eval.tasks)]
+    if train and cfg.train.val_every:  # validation runs the first evaluation task on the val split
+        checks.append(("train.val_split (with eval.tasks.0)", cfg.train.val_split, cfg.eval.tasks[0]))
+    for key, split_name, ep in checks:
+        try:
+            split = ds.split(split_name)
+            check_episode_fits(split, ep.n_way, [ep.k_shot] * ep.n_way, ep.n_query, ds.name)
+        except DatasetError as exc:
+            raise ConfigError(f"{key}: {exc}", key=key) from None
+
+
+def build_model(cfg: RunConfig, ds: FewShotDataset) -> nn.Module:
+    return create_model(cfg.model.name, in_channels=ds.image_shape[0], **cfg.model.options)
+
+
+def build_learner(cfg: RunConfig, model: nn.Module, device: torch.device) -> Learner:
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    try:
+        learner = create_learner(cfg.train.learner, model.to(device), **cfg.train.options)
+    except ValueError as exc:
+        raise ConfigError(f"train.options: {exc}", key="train.options") from None
+    learner.bn_mode = cfg.eval.bn_mode
+    return learner
+
+
+def environment() -> dict:
+    return {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def evaluate_tasks(cfg: RunConfig, ds: FewShotDataset, learner: Learner, device: torch.device, run: RunDir,
+                   progress: bool = True) -> list[dict]:
+    """Every task of ``cfg.eval`` on the same seeded episodes; one metrics line and one result per task."""
+    learner.bn_mode = cfg.eval.bn_mode
+    results = []
+    for task in cfg.eval.tasks:
+        sampler = EpisodeSampler(ds, cfg.eval.split, task.n_way, task.k_shot, task.n_query, seed=cfg.eval.seed)
+        t0 = time.perf_counter()
+        res = evaluate(learner, sampler, cfg.eval.episodes, device, progress=progress)
+        row = {"dataset": ds.name, "split": cfg.eval.split, "n_way": task.n_way, "k_shot": task.k_shot,
+               "n_query": task.n_query, "accuracy": res.accuracy, "ci95": res.ci95, "std": res.std,
+               "episodes": res.episodes, "bn_mode": cfg.eval.bn_mode, "eval_seed": cfg.eval.seed,
+               "seconds": round(time.perf_counter() - t0, 2)}
+        run.log({"phase": "eval", **row})
+        log.info("%s %d-way %d-shot: %s", ds.name, task.n_way, task.k_shot, res.line())
+        results.append(row)
+    return results
+
+
+def headline(results: list[dict]) -> dict:
+    """The first task's figures at the top level of summary.json; all tasks under ``results``."""
+    first = results[0]
+    keys = ("accuracy", "ci95", "episodes", "n_way", "k_shot", "n_query", "dataset", "split", "bn_mode")
+    return {**{k: first[k] for k in keys}, "results": results}
+
+
+def prepare(cfg: RunConfig, train: bool = True, test: bool = True) -> tuple[FewShotDataset, torch.device]:
+    """Device and dataset, with every check that needs them: call before creating a run folder."""
+    device = resolve_device(cfg.device)
+    ds = build_dataset(cfg)
+    check_against_data(cfg, ds, train=train, test=test)
+    return ds, device
+
+
+def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, progress: bool = True,
+            evaluate_after: bool = True) -> dict:
+    """Meta-train the configured backbone with the configured learner; optionally evaluate it; write summary."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, ds)
+    learner = build_learner(cfg, model, device)
+    result = meta_train(cfg, ds, learner, run, device, progress=progress)
+
+    best = run.load_checkpoint("best") if cfg.train.val_every else None
+    if best is not None:  # report and keep the weights that validated best
+        learner.model.load_state_dict(best["model"])
+    torch.save(learner.model.state_dict(), run.path / MODEL_FILE)
+    summary = {"command": "retrain", "run": str(run.path), "model": cfg.model.name, "learner": cfg.train.learner,
+               "parameters": sum(p.numel() for p in learner.model.parameters()),
+               "train": {"steps": result.steps, "seconds": round(result.seconds, 1),
+                         "episodes_per_second": round(result.episodes_per_second, 2),
+                         "final_loss": result.final_loss, "final_accuracy": result.final_accuracy,
+                         "best_val_accuracy": result.best_val_accuracy, "best_step": result.best_step,
+                         "weights": "best validation" if best is not None else "last step"},
+               "device": str(device), "environment": environment(), "seed": cfg.seed}
+    if evaluate_after:
+        summary.update(headline(evaluate_tasks(cfg, ds, learner, device, run, progress)))
+    run.write_summary(summary)
+    return summary
+
+
+def load_trained(run_dir: Path, cfg: RunConfig, ds: FewShotDataset, device: torch.device) -> Learner:
+    """The learner of a finished retrain run, with its saved backbone weights."""
+    weights = Path(run_dir) / MODEL_FILE
+    if not weights.is_file():
+        raise UserError(f"{run_dir} has no {MODEL_FILE}: the run did not finish training. Resume it with "
+                        f"fsnas retrain --resume {run_dir}")
+    model = build_model(cfg, ds)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise UserError(f"{weights} does not hold weights for model {cfg.model.name} ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]})") from None
+    return build_learner(cfg, model, device)
+
+
+def evaluate_run(cfg: RunConfig, trained_dir: Path, run: RunDir, ds: FewShotDataset, device: torch.device,
+                 progress: bool = True) -> dict:
+    learner = load_trained(trained_dir, cfg, ds, device)
+    summary = {"command": "evaluate", "run": str(run.path), "trained_run": str(trained_dir),
+               "model": cfg.model.name, "learner": cfg.train.learner, "device": str(device),
+               "environment": environment(), **headline(evaluate_tasks(cfg, ds, learner, device, run, progress))}
+    run.write_summary(summary)
+    return summary

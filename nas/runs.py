@@ -1,0 +1,150 @@
+"""Run folders: the resolved config, metrics.jsonl, atomic checkpoints and summary.json.
+
+Layout::
+
+    RUN/config.yaml        the resolved config (file + overrides + defaults)
+    RUN/metrics.jsonl      one JSON object per logged step
+    RUN/checkpoints/*.pt   tensors and plain values only, loadable with weights_only=True
+    RUN/summary.json       the headline figures
+
+Every file is written to a temporary name first and renamed, so a kill at any moment leaves either the
+old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from .config import RunConfig, dump_config
+from .errors import UserError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    # -- creating and opening -------------------------------------------------------------------
+    @classmethod
+    def create(cls, cfg: RunConfig, out: str | Path | None = None) -> "RunDir":
+        """A new run folder: ``out`` if given (must not hold a run already), else out_dir/name-time."""
+        if out is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path = Path(cfg.out_dir) / f"{cfg.name}-{stamp}"
+            n = 1
+            while path.exists():  # bounded by the number of runs started this second
+                path = Path(cfg.out_dir) / f"{cfg.name}-{stamp}-{n}"
+                n += 1
+        else:
+            path = Path(out)
+            if path.exists() and any(path.iterdir()):
+                raise UserError(f"{path} already exists and is not empty; nothing was overwritten. Choose another "
+                                f"--out, or continue that run with --resume {path}")
+        run = cls(path)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run.config_path, dump_config(cfg).encode())
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        run = cls(Path(path))
+        if not run.config_path.is_file():
+            raise UserError(f"{path} is not a run folder (no config.yaml in it); give the folder a "
+                            f"previous fsnas command wrote")
+        return run
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    def checkpoint_path(self, name: str) -> Path:
+        return self.path / "checkpoints" / f"{name}.pt"
+
+    def read_config(self) -> dict:
+        return yaml.safe_load(self.config_path.read_text()) or {}
+
+    # -- metrics --------------------------------------------------------------------------------
+    def log(self, record: dict) -> None:
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        out = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+        return out
+
+    def truncate_metrics(self, phase: str, after_step: int) -> None:
+        """Drop ``phase`` lines logged after ``after_step`` (written after the checkpoint we resume from)."""
+        keep = [r for r in self.read_metrics() if not (r.get("phase") == phase and r.get("step", 0) > after_step)]
+        atomic_write_bytes(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep).encode())
+
+    # -- checkpoints and summary ------------------------------------------------------------------
+    def save_checkpoint(self, name: str, state: dict) -> Path:
+        path = self.checkpoint_path(name)
+        atomic_torch_save(state, path)
+        return path
+
+    def load_checkpoint(self, name: str, map_location: str | torch.device = "cpu") -> dict | None:
+        path = self.checkpoint_path(name)
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:
+            raise UserError(f"{path} is not a readable fsnas checkpoint ({type(exc).__name__}); "
+                            f"it is never unpickled as code. Remove it to start that phase again") from None
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_bytes(self.summary_path, (json.dumps(summary, indent=2, default=float) + "\n").encode())
+
+    def read_summary(self) -> dict:
+        return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}

@@ -1,0 +1,98 @@
+"""The meta-training loop: drives any learner on seeded episodes, logs, validates, checkpoints, resumes.
+
+Episode ``i`` depends only on the seed and ``i`` and the checkpoint holds the learner (model,
+optimiser, scheduler) and the torch RNG state, so a run resumed after a kill continues exactly where the
+last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from meta.data import FewShotDataset
+from meta.episodes import EpisodeSampler
+from meta.evaluation import evaluate
+from meta.learners import Learner
+
+from .config import RunConfig
+from .runs import RunDir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float  # training time of this process (not counting a resumed run's earlier part)
+    episodes_per_second: float
+    final_loss: float
+    final_accuracy: float
+    best_val_accuracy: float | None
+    best_step: int | None
+
+
+def train_sampler(cfg: RunConfig, ds: FewShotDataset) -> EpisodeSampler:
+    ep = cfg.train.episode
+    return EpisodeSampler(ds, cfg.train.split, ep.n_way, ep.k_shot, ep.n_query, seed=cfg.seed)
+
+
+def val_sampler(cfg: RunConfig, ds: FewShotDataset) -> EpisodeSampler:
+    task = cfg.eval.tasks[0]  # validate on the first evaluation task: that is what the run reports
+    return EpisodeSampler(ds, cfg.train.val_split, task.n_way, task.k_shot, task.n_query, seed=cfg.seed + 7919)
+
+
+def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir, device: torch.device,
+               progress: bool = True) -> TrainResult:
+    tc = cfg.train
+    sampler = train_sampler(cfg, ds)
+    validator = val_sampler(cfg, ds) if tc.val_every else None
+    start, best_acc, best_step = 0, None, None
+
+    state = run.load_checkpoint("last")
+    if state is not None:
+        learner.load_state_dict(state["learner"])
+        torch.set_rng_state(state["rng"])
+        start, best_acc, best_step = int(state["step"]), state.get("best_acc"), state.get("best_step")
+        run.truncate_metrics("train", start)
+        run.truncate_metrics("val", start)
+        log.info("resuming %s from step %d", run.path, start)
+
+    window_loss, window_acc, window_start = [], [], time.perf_counter()
+    t0, last = time.perf_counter(), {"loss": float("nan"), "accuracy": float("nan")}
+    bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="meta-train", unit="step",
+               disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        episodes = [sampler.episode(step * tc.meta_batch + j).to(device) for j in range(tc.meta_batch)]
+        last = learner.meta_train_step(episodes)
+        window_loss.append(last["loss"])
+        window_acc.append(last["accuracy"])
+        done = step + 1
+        if done % tc.log_every == 0 or done == tc.steps:
+            elapsed = time.perf_counter() - window_start
+            record = {"phase": "train", "step": done, "loss": sum(window_loss) / len(window_loss),
+                      "accuracy": sum(window_acc) / len(window_acc), "lr": last.get("lr"),
+                      "episodes_per_s": len(window_loss) * tc.meta_batch / max(elapsed, 1e-9)}
+            run.log(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}")
+            window_loss, window_acc, window_start = [], [], time.perf_counter()
+        if validator is not None and (done % tc.val_every == 0 or done == tc.steps):
+            res = evaluate(learner, validator, tc.val_episodes, device, progress=False)
+            run.log({"phase": "val", "step": done, "accuracy": res.accuracy, "ci95": res.ci95})
+            if best_acc is None or res.accuracy > best_acc:
+                best_acc, best_step = res.accuracy, done
+                run.save_checkpoint("best", {"step": done, "model": learner.model.state_dict(),
+                                             "val_accuracy": res.accuracy})
+        if done % tc.checkpoint_every == 0 or done == tc.steps:
+            run.save_checkpoint("last", {"step": done, "learner": learner.state_dict(), "rng": torch.get_rng_state(),
+                                         "best_acc": best_acc, "best_step": best_step})
+    seconds = time.perf_counter() - t0
+    steps_run = tc.steps - start
+    return TrainResult(steps=tc.steps, seconds=seconds,
+                       episodes_per_second=steps_run * tc.meta_batch / max(seconds, 1e-9),
+                       final_loss=float(last["loss"]), final_accuracy=float(last["accuracy"]),
+                       best_val_accuracy=best_acc, best_step=best_step)

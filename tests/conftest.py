@@ -1,0 +1,64 @@
+"""Shared fixtures.  Real data comes from FSNAS_DATA_ROOT or ../shared/data beside the repository;
+tests that need it are skipped where neither exists (a fresh offline machine)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from meta.data import FewShotDataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path | None:
+    for candidate in (os.environ.get("FSNAS_DATA_ROOT"), REPO.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "omniglot-py").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Dataset caches of the test session go to a temporary folder, never to the user's ~/.cache."""
+    old = os.environ.get("FSNAS_CACHE_DIR")
+    os.environ["FSNAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("fsnas-cache"))
+    yield
+    if old is None:
+        os.environ.pop("FSNAS_CACHE_DIR", None)
+    else:
+        os.environ["FSNAS_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def omniglot_root() -> Path:
+    root = data_root()
+    if root is None:
+        pytest.skip("real Omniglot not found (set FSNAS_DATA_ROOT or place ../shared/data)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def omniglot(omniglot_root) -> FewShotDataset:
+    from meta.data import load_dataset
+    from meta.data.cache import default_cache_dir
+    return load_dataset("omniglot", omniglot_root, cache_dir=default_cache_dir())
+
+
+def toy_dataset(classes: int = 12, per_class: int = 10, size: int = 8, channels: int = 1,
+                rotations: int = 1) -> FewShotDataset:
+    """A tiny dataset whose pixel values encode (class, image) so tests can check what was sampled."""
+    n = classes * per_class
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    images = torch.zeros(n, channels, size, size, dtype=torch.uint8)
+    images[:, :, 0, 0] = labels[:, None].to(torch.uint8)  # class id
+    images[:, :, 0, 1] = torch.arange(n)[:, None].remainder(per_class).to(torch.uint8)  # image id
+    images[:, :, 0, size - 1] = 200  # a marker to see rotations by
+    third = classes // 3
+    return FewShotDataset(name="toy", images=images, labels=labels, class_names=[f"c{i}" for i in range(classes)],
+                          splits={"train": list(range(third)), "val": list(range(third, 2 * third)),
+                                  "test": list(range(2 * third, classes))},
+                          mean=(0.0,) * channels, std=(1.0,) * channels, train_rotations=rotations)

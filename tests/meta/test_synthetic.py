@@ -1,0 +1,80 @@
+"""The embedded synthetic glyph dataset: determinism, shapes and splits, class structure, option errors."""
+
+import pytest
+import torch
+
+from meta.data import DatasetError, load_dataset
+from meta.data.synthetic import GENERATOR, render_glyphs
+
+SMALL = dict(image_size=28, train_classes=20, val_classes=5, test_classes=8, images_per_class=10)
+
+
+def test_same_seed_same_images_other_seed_other_images():
+    a = load_dataset("synthetic", **SMALL, seed=3)
+    b = load_dataset("synthetic", **SMALL, seed=3)
+    c = load_dataset("synthetic", **SMALL, seed=4)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and a.mean == b.mean
+    assert not torch.equal(a.images, c.images)
+    assert a.info == {"seed": 3, "generator": GENERATOR}
+
+
+def test_global_rng_neither_used_nor_disturbed():
+    torch.manual_seed(1)
+    a = render_glyphs(4, 3, 16, seed=7)
+    state = torch.get_rng_state()
+    torch.manual_seed(2)
+    b = render_glyphs(4, 3, 16, seed=7)
+    assert torch.equal(a, b)
+    torch.manual_seed(1)
+    render_glyphs(4, 3, 16, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_counts_shapes_and_splits():
+    ds = load_dataset("synthetic", **{**SMALL, "image_size": 32})
+    assert ds.name == "synthetic" and ds.train_rotations == 1
+    assert ds.images.shape == (33 * 10, 1, 32, 32) and ds.images.dtype == torch.uint8
+    assert ds.labels.dtype == torch.int64 and torch.equal(ds.labels.bincount(), torch.full((33,), 10))
+    assert ds.class_names[:2] == ["glyph0000", "glyph0001"] and len(ds.class_names) == 33
+    assert ds.splits == {"train": list(range(20)), "val": list(range(20, 25)), "test": list(range(25, 33))}
+    assert {k: ds.split(k).num_classes for k in ds.splits} == {"train": 20, "val": 5, "test": 8}
+    assert ds.split("test").min_images_per_class == 10
+    assert len(ds.mean) == len(ds.std) == 1 and 0 < ds.mean[0] < 0.5 and ds.std[0] > 0
+    no_val = load_dataset("synthetic", train_classes=4, val_classes=0, test_classes=3, images_per_class=2)
+    assert set(no_val.splits) == {"train", "test"} and no_val.image_shape == (1, 28, 28)
+
+
+def test_white_strokes_on_black_never_blank():
+    ds = load_dataset("synthetic", **SMALL)
+    x = ds.images.float().flatten(1) / 255
+    ink = (x > 0.5).float().mean(1)
+    assert bool((ink > 0.02).all()) and bool((ink < 0.4).all())  # strokes: neither blank nor flooded
+    assert ds.images.max() == 255 and x.median() < 0.1  # black background, saturated strokes
+
+
+def test_images_vary_within_a_class_but_classes_differ_more():
+    ds = load_dataset("synthetic", **SMALL)
+    x = ds.images.float().flatten(1) / 255
+    dist = torch.cdist(x, x)
+    same = ds.labels[:, None] == ds.labels[None, :]
+    off_diagonal = ~torch.eye(len(x), dtype=torch.bool)
+    within, between = dist[same & off_diagonal], dist[~same]
+    assert within.min() > 1.0  # no two images of a class are (nearly) identical
+    assert within.mean() < 0.9 * between.mean()
+    # every class has its own look: its images are nearer its own centroid than any other's, on average
+    centroids = x.view(33, 10, -1).mean(1)
+    to_centroids = torch.cdist(x, centroids).view(33, 10, 33).mean(1)
+    assert torch.equal(to_centroids.argmin(1), torch.arange(33))
+
+
+@pytest.mark.parametrize("option, value", [("train_classes", 1), ("val_classes", -1), ("test_classes", 0),
+                                           ("test_classes", 1.5), ("images_per_class", 1), ("image_size", 4),
+                                           ("seed", -1), ("train_classes", True)])
+def test_bad_options_name_the_option(option, value):
+    with pytest.raises(DatasetError, match=f"data\\.(options\\.)?{option} must be an integer of at least"):
+        load_dataset("synthetic", **{**SMALL, option: value})
+
+
+def test_unknown_option_is_refused():
+    with pytest.raises(DatasetError, match="takes no option colour"):
+        load_dataset("synthetic", colour=True)

@@ -1,0 +1,175 @@
+"""The fsnas command line, end to end on small synthetic runs: run folders, errors, evaluate, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from nas import cli
+from nas.config import load_config
+from nas.pipeline import prepare, retrain
+from nas.runs import RunDir
+
+TINY = {
+    "name": "tiny", "seed": 0, "device": "cpu",
+    "data": {"dataset": "synthetic", "options": {"train_classes": 40, "val_classes": 10, "test_classes": 10,
+                                                 "images_per_class": 20}},
+    "model": {"name": "conv4", "options": {"hidden": 16}},
+    "train": {"learner": "protonet", "options": {"lr": 0.002}, "steps": 12, "log_every": 4, "checkpoint_every": 4,
+              "val_every": 6, "val_episodes": 10, "episode": {"n_way": 5, "k_shot": 1, "n_query": 5}},
+    "eval": {"episodes": 20, "tasks": [{"n_way": 5, "k_shot": 1, "n_query": 5}, {"n_way": 5, "k_shot": 5, "n_query": 5}]},
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump(TINY))
+    return p
+
+
+def fsnas(*args):
+    return cli.main(["-q", *map(str, args)])
+
+
+def test_help_for_every_command(capsys):
+    for name in [None, "run", "retrain", "evaluate", "data"]:
+        with pytest.raises(SystemExit) as info:
+            cli.main([name, "--help"] if name else ["--help"])
+        assert info.value.code == 0
+    assert "retrain" in capsys.readouterr().out
+
+
+def test_run_writes_a_complete_run_folder(tiny_config, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert fsnas("run", tiny_config, "--out", out) == 0
+    printed = capsys.readouterr().out
+    assert "synthetic test 5-way 1-shot:" in printed and "summary.json" in printed
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["train"]["steps"] == 12 and cfg["eval"]["split"] == "test"  # resolved: defaults included
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if r["phase"] == "train"] == [4, 8, 12]
+    assert [r["step"] for r in lines if r["phase"] == "val"] == [6, 12]
+    assert len([r for r in lines if r["phase"] == "eval"]) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("accuracy", "ci95", "episodes", "n_way", "k_shot", "dataset", "split", "bn_mode"):
+        assert key in summary
+    assert summary["episodes"] == 20 and summary["dataset"] == "synthetic" and summary["split"] == "test"
+    assert [r["k_shot"] for r in summary["results"]] == [1, 5]
+    assert 0.0 <= summary["accuracy"] <= 1.0 and summary["ci95"] > 0
+    assert (out / "checkpoints" / "last.pt").exists() and (out / "model.pt").exists()
+    torch.load(out / "checkpoints" / "last.pt", weights_only=True)  # plain tensors only
+
+
+def test_evaluate_a_trained_run(tiny_config, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert fsnas("retrain", tiny_config, "--out", out, "--no-eval") == 0
+    assert "accuracy" not in json.loads((out / "summary.json").read_text())
+    ev = tmp_path / "ev"
+    assert fsnas("evaluate", out, "eval.episodes=30", "eval.tasks=[{n_way: 3, k_shot: 2, n_query: 4}]",
+                 "--out", ev) == 0
+    summary = json.loads((ev / "summary.json").read_text())
+    assert (summary["episodes"], summary["n_way"], summary["k_shot"]) == (30, 3, 2)
+    assert "synthetic test 3-way 2-shot" in capsys.readouterr().out
+    # the same trained weights and seeded episodes give the same figure again
+    ev2 = tmp_path / "ev2"
+    fsnas("evaluate", out, "eval.episodes=30", "eval.tasks=[{n_way: 3, k_shot: 2, n_query: 4}]", "--out", ev2)
+    assert json.loads((ev2 / "summary.json").read_text())["accuracy"] == summary["accuracy"]
+    assert fsnas("evaluate", out, "train.steps=3") == 2  # would change the trained model
+
+
+def bad_run(tmp_path, capsys, *args):
+    code = fsnas(*args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and err.startswith("fsnas: error:")
+    return err
+
+
+def test_bad_input_exits_2_with_one_clear_message(tiny_config, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "never"
+    err = bad_run(tmp_path, capsys, "run", tiny_config, "eval.tasks.0.n_way=20", "--out", out)
+    assert "eval.tasks.0: n_way 20 is larger than the 10 classes of split 'test' of synthetic" in err
+    assert str(tiny_config) in err
+    err = bad_run(tmp_path, capsys, "run", tiny_config, "train.episode.k_shot=10", "train.episode.n_query=15")
+    assert "train.episode: k_shot + n_query = 25 is larger than the 20 images" in err
+    err = bad_run(tmp_path, capsys, "run", tiny_config, "train.stepz=3")
+    assert "train.stepz: unknown key" in err
+    err = bad_run(tmp_path, capsys, "run", tiny_config, "train.steps=lots")
+    assert "train.steps: expected an integer" in err
+    err = bad_run(tmp_path, capsys, "run", tiny_config, "data.dataset=omniglot", "data.options={}",
+                  f"data.root={tmp_path / 'missing'}")
+    assert "data.root:" in err and "does not exist" in err
+    monkeypatch.delenv("FSNAS_DATA_ROOT", raising=False)
+    err = bad_run(tmp_path, capsys, "run", tiny_config, "data.dataset=omniglot", "data.options={}")
+    assert "needs a data root" in err
+    err = bad_run(tmp_path, capsys, "run", tmp_path / "missing.yaml")
+    assert "does not exist" in err
+    assert not out.exists()  # nothing was created for rejected input
+
+
+def test_existing_output_is_never_overwritten(tiny_config, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    err = bad_run(tmp_path, capsys, "run", tiny_config, "--out", out)
+    assert "already exists" in err and "--resume" in err
+    assert (out / "precious.txt").read_text() == "keep me" and len(list(out.iterdir())) == 1
+
+
+def test_data_list_and_describe(capsys):
+    assert fsnas("data", "list") == 0
+    listed = capsys.readouterr().out
+    for name in ("omniglot", "mini_imagenet", "cifar_fs", "fc100", "image_folder", "synthetic"):
+        assert name in listed
+    assert fsnas("data", "describe", "synthetic", "data.options={train_classes: 30, val_classes: 5, "
+                                                 "test_classes: 7, images_per_class: 12}") == 0
+    desc = json.loads(capsys.readouterr().out)
+    assert desc["splits"]["train"]["classes"] == 30 and desc["splits"]["test"]["classes"] == 7
+    assert desc["splits"]["val"]["images"] == 60
+
+
+def test_data_describe_omniglot(omniglot_root, capsys):
+    assert fsnas("data", "describe", "omniglot", f"data.root={omniglot_root}") == 0
+    desc = json.loads(capsys.readouterr().out)
+    assert {k: v["base_classes"] for k, v in desc["splits"].items()} == {"train": 1028, "val": 172, "test": 423}
+
+
+def _weights(run_dir):
+    return torch.load(run_dir / "model.pt", weights_only=True)
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_config, tmp_path):
+    overrides = ["train.steps=150", "train.checkpoint_every=10", "train.val_every=50", "train.log_every=10"]
+    ref = tmp_path / "ref"
+    cfg = load_config(tiny_config, overrides)
+    ds, device = prepare(cfg)
+    retrain(cfg, RunDir.create(cfg, ref), ds, device, progress=False, evaluate_after=False)
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "-q", "retrain", str(tiny_config), *overrides,
+                             "--no-eval", "--out", str(killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (killed / "checkpoints" / "last.pt").exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
+    assert 0 < state["step"] < 150, "the run finished before it could be killed"
+    assert not (killed / "model.pt").exists()
+
+    assert fsnas("retrain", "--resume", killed, "--no-eval") == 0
+    a, b = _weights(ref), _weights(killed)
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, f"killed at step {state['step']}; weights differ: {differ[:3]}"
+    steps = [r["step"] for r in RunDir(killed).read_metrics() if r["phase"] == "train"]
+    assert steps == list(range(10, 151, 10)), f"killed at step {state['step']}: {steps}"  # none twice
