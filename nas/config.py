@@ -8,6 +8,7 @@ the images of a class) run in ``nas.validate`` right after the dataset is loaded
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import yaml
 from meta.data import DATASETS, loader_options
 from meta.learners import LEARNERS
 from meta.losses import LOSSES
-from search_spaces import MODELS
+from search_spaces import MODELS, GenotypeError, load_genotype
 
 from .errors import ConfigError
 from .typed import from_dict, to_dict
@@ -46,8 +47,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "conv4"
+    name: str = "conv4"  # a fixed backbone (conv4, resnet12) when no genotype is given
     options: dict = field(default_factory=dict)  # passed to the model factory; in_channels comes from the data
+    genotype: str | None = None  # a genotype file (YAML/JSON, e.g. from fsnas search): overrides name/options
 
 
 @dataclass
@@ -202,6 +204,8 @@ def check_config(cfg: RunConfig) -> None:
                    f"model {cfg.model.name}")
     _check_options("train.options", cfg.train.options, _factory_params(LEARNERS[cfg.train.learner], ("self", "model")),
                    f"learner {cfg.train.learner}")
+    if cfg.model.genotype is not None:
+        _check_genotype_file(cfg.model.genotype)
     loss = cfg.train.options.get("loss")
     if loss is not None and loss not in LOSSES:
         raise ConfigError(f"train.options.loss: unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
@@ -224,6 +228,17 @@ def check_config(cfg: RunConfig) -> None:
         raise ConfigError(f"device: '{cfg.device}' is not a device; use auto, cpu, cuda or cuda:N")
     if not cfg.name or "/" in cfg.name:
         raise ConfigError(f"name: '{cfg.name}' cannot name a run folder; use letters, digits, '-' and '_'")
+
+
+def _check_genotype_file(path: str) -> None:
+    try:
+        load_genotype(path)
+    except FileNotFoundError:
+        raise ConfigError(f"model.genotype: {path} does not exist; give the path of a genotype.yaml",
+                          key="model.genotype") from None
+    except (GenotypeError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"model.genotype: {path} is not a valid genotype: {exc}".replace("\n", " "),
+                          key="model.genotype") from None
 
 
 def dump_config(cfg: RunConfig) -> str:

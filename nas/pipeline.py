@@ -16,7 +16,7 @@ from meta.data.cache import default_cache_dir
 from meta.episodes import EpisodeSampler, check_episode_fits
 from meta.evaluation import evaluate
 from meta.learners import Learner, create_learner
-from search_spaces import create_model
+from search_spaces import FixedGenotype, Genotype, build_network, load_genotype
 
 from .config import RunConfig
 from .errors import ConfigError, UserError
@@ -26,6 +26,7 @@ from .train import meta_train
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
+GENOTYPE_FILE = "genotype.yaml"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,8 +65,15 @@ def check_against_data(cfg: RunConfig, ds: FewShotDataset, train: bool = True, t
             raise ConfigError(f"{key}: {exc}", key=key) from None
 
 
+def model_genotype(cfg: RunConfig) -> Genotype:
+    """The backbone as a genotype: the genotype file if given, else the fixed model by name."""
+    if cfg.model.genotype is not None:
+        return load_genotype(cfg.model.genotype)
+    return FixedGenotype(cfg.model.name, cfg.model.options)
+
+
 def build_model(cfg: RunConfig, ds: FewShotDataset) -> nn.Module:
-    return create_model(cfg.model.name, in_channels=ds.image_shape[0], **cfg.model.options)
+    return build_network(model_genotype(cfg), in_channels=ds.image_shape[0])
 
 
 def build_learner(cfg: RunConfig, model: nn.Module, device: torch.device) -> Learner:
@@ -131,7 +139,9 @@ def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.devic
     if best is not None:  # report and keep the weights that validated best
         learner.model.load_state_dict(best["model"])
     torch.save(learner.model.state_dict(), run.path / MODEL_FILE)
-    summary = {"command": "retrain", "run": str(run.path), "model": cfg.model.name, "learner": cfg.train.learner,
+    genotype = model_genotype(cfg)
+    genotype.save(run.path / GENOTYPE_FILE)
+    summary = {"command": "retrain", "run": str(run.path), "model": genotype.to_dict(), "learner": cfg.train.learner,
                "parameters": sum(p.numel() for p in learner.model.parameters()),
                "train": {"steps": result.steps, "seconds": round(result.seconds, 1),
                          "episodes_per_second": round(result.episodes_per_second, 2),
@@ -151,13 +161,15 @@ def load_trained(run_dir: Path, cfg: RunConfig, ds: FewShotDataset, device: torc
     if not weights.is_file():
         raise UserError(f"{run_dir} has no {MODEL_FILE}: the run did not finish training. Resume it with "
                         f"fsnas retrain --resume {run_dir}")
-    model = build_model(cfg, ds)
+    saved = Path(run_dir) / GENOTYPE_FILE  # the architecture the run trained, whatever the config now points to
+    genotype = load_genotype(saved) if saved.is_file() else model_genotype(cfg)
+    model = build_network(genotype, in_channels=ds.image_shape[0])
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as exc:
-        raise UserError(f"{weights} does not hold weights for model {cfg.model.name} ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:200]})") from None
+        raise UserError(f"{weights} does not hold weights for the {genotype.kind} backbone of {saved} "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     return build_learner(cfg, model, device)
 
 
@@ -165,7 +177,7 @@ def evaluate_run(cfg: RunConfig, trained_dir: Path, run: RunDir, ds: FewShotData
                  progress: bool = True) -> dict:
     learner = load_trained(trained_dir, cfg, ds, device)
     summary = {"command": "evaluate", "run": str(run.path), "trained_run": str(trained_dir),
-               "model": cfg.model.name, "learner": cfg.train.learner, "device": str(device),
+               "model": model_genotype(cfg).to_dict(), "learner": cfg.train.learner, "device": str(device),
                "environment": environment(), **headline(evaluate_tasks(cfg, ds, learner, device, run, progress))}
     run.write_summary(summary)
     return summary

@@ -1,6 +1,5 @@
 import pytest
 import torch
-from torch import nn
 
 from meta.batchnorm import use_bn_mode
 from meta.episodes import EpisodeSampler

@@ -173,3 +173,28 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_config, tmp_path
     assert not differ, f"killed at step {state['step']}; weights differ: {differ[:3]}"
     steps = [r["step"] for r in RunDir(killed).read_metrics() if r["phase"] == "train"]
     assert steps == list(range(10, 151, 10)), f"killed at step {state['step']}: {steps}"  # none twice
+
+
+def test_backbones_from_genotype_files(tiny_config, tmp_path):
+    """Conv-4 through a genotype file trains exactly as Conv-4 by name; a DARTS genotype trains too."""
+    from search_spaces import CellGenotype, DartsGenotype, FixedGenotype
+    FixedGenotype("conv4", {"hidden": 16}).save(tmp_path / "conv4.yaml")
+    assert fsnas("retrain", tiny_config, "--out", tmp_path / "by_name", "--no-eval") == 0
+    assert fsnas("retrain", tiny_config, f"model.genotype={tmp_path / 'conv4.yaml'}", "--out",
+                 tmp_path / "by_genotype", "--no-eval") == 0
+    a, b = _weights(tmp_path / "by_name"), _weights(tmp_path / "by_genotype")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    cell = CellGenotype(((("sep_conv_3x3", 0), ("skip_connect", 1)), (("conv_3x3", 2), ("max_pool_3x3", 0))))
+    DartsGenotype(normal=cell, reduce=cell, channels=4, cells=3).save(tmp_path / "darts.yaml")
+    out = tmp_path / "darts_run"
+    assert fsnas("run", tiny_config, f"model.genotype={tmp_path / 'darts.yaml'}", "--out", out) == 0
+    assert (out / "genotype.yaml").read_text() == (tmp_path / "darts.yaml").read_text()
+    assert fsnas("evaluate", out, "--out", tmp_path / "darts_eval") == 0
+
+
+def test_bad_genotype_file(tiny_config, tmp_path, capsys):
+    err = bad_run(tmp_path, capsys, "run", tiny_config, f"model.genotype={tmp_path / 'nope.yaml'}")
+    assert "model.genotype:" in err and "does not exist" in err
+    (tmp_path / "bad.yaml").write_text("space: darts\nnormal: {nodes: [[[warp, 0]]]}\nreduce: {nodes: [[[warp, 0]]]}\n")
+    err = bad_run(tmp_path, capsys, "run", tiny_config, f"model.genotype={tmp_path / 'bad.yaml'}")
+    assert "unknown op 'warp'" in err
