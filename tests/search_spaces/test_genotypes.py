@@ -96,3 +96,10 @@ def test_fixed_genotype_builds_the_registered_model():
     torch.manual_seed(0)
     b = create_model("conv4", in_channels=1, hidden=32)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("g", [FixedGenotype("conv4"), FixedGenotype("resnet12", {"widths": [8, 16, 24, 32]})])
+@pytest.mark.parametrize("size", [(1, 28, 28), (3, 32, 32), (3, 84, 84)])
+def test_fixed_backbones_take_every_input_size(g, size):
+    out = build_network(g, in_channels=size[0])(torch.randn(2, *size))
+    assert out.shape[0] == 2 and out.dim() == 2 and torch.isfinite(out).all()
