@@ -45,35 +45,67 @@ def _config_args(p: argparse.ArgumentParser, resume: bool = True) -> None:
         p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
 
 
-def _prepare(cfg, source, train: bool, test: bool):
+def _prepare(cfg, source, **checks):
     """pipeline.prepare with the config file named in any error it raises."""
     from .pipeline import prepare
     try:
-        return prepare(cfg, train=train, test=test)
+        return prepare(cfg, **checks)
     except ConfigError as exc:
         raise exc.in_file(str(source)) from None
 
 
-def _retrain_job(args: argparse.Namespace, evaluate_after: bool) -> dict:
-    """Config (or the resumed run's config), every check, then the run folder, then the work."""
-    from .pipeline import retrain
+def _open_job(args: argparse.Namespace, train: bool, test: bool, search: str):
+    """Config (or the resumed run's config), every check, then the run folder: nothing is written for bad input.
+
+    ``search``: 'always', 'never' or 'if_enabled' (when the config's search.enabled is true)."""
     config, overrides = _split_overrides(args)
     if args.resume:
         if config or overrides:
             raise UserError("--resume continues a run with its own config.yaml; give no config or overrides with it")
-        run = RunDir.open(args.resume)
-        cfg = load_config(run.config_path)
-        ds, device = _prepare(cfg, run.config_path, train=True, test=evaluate_after)
+        source = RunDir.open(args.resume).config_path
+    elif config is None:
+        raise UserError(f"give a config file, e.g. fsnas {args.command} configs/quickstart.yaml")
     else:
-        if config is None:
-            raise UserError(f"give a config file, e.g. fsnas {args.command} configs/quickstart.yaml")
-        cfg = load_config(config, overrides)
-        ds, device = _prepare(cfg, config, train=True, test=evaluate_after)
-        run = RunDir.create(cfg, args.out)
+        source = config
+    cfg = load_config(source, overrides if not args.resume else [])
+    searching = search == "always" or (search == "if_enabled" and cfg.search.enabled)
+    ds, device = _prepare(cfg, source, train=train, test=test, search=searching)
+    run = RunDir.open(args.resume) if args.resume else RunDir.create(cfg, args.out)
+    return cfg, run, ds, device, searching
+
+
+def _retrain_job(args: argparse.Namespace, evaluate_after: bool) -> dict:
+    from .pipeline import retrain
+    cfg, run, ds, device, searching = _open_job(args, train=True, test=evaluate_after,
+                                                search="if_enabled" if args.command == "run" else "never")
+    found = {}
+    if searching:  # search, then retrain the architecture it found
+        from .search.loop import GENOTYPE_FILE, run_search
+        found = run_search(cfg, run, ds, device, progress=not args.quiet)
+        cfg.model.genotype = str(run.path / GENOTYPE_FILE)
     summary = retrain(cfg, run, ds, device, progress=not args.quiet, evaluate_after=evaluate_after)
     summary["command"] = args.command
+    if found:
+        summary["search"] = found
     run.write_summary(summary)
     return summary
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+
+
+@command("search", "train a weight-sharing supernet on episodes and choose an architecture (genotype.yaml)",
+         _search_args)
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search.loop import GENOTYPE_FILE, run_search
+    cfg, run, ds, device, _ = _open_job(args, train=False, test=False, search="always")
+    found = run_search(cfg, run, ds, device, progress=not args.quiet)
+    run.write_summary({"command": "search", "run": str(run.path), **found})
+    print(f"{cfg.search.sampler} search: validation accuracy {100 * found['score']:.2f}% "
+          f"({found['params']:,} parameters)")
+    print(f"genotype: {run.path / GENOTYPE_FILE}")
+    return 0
 
 
 def _print_results(summary: dict) -> None:

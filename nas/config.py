@@ -77,6 +77,34 @@ class EvalConfig:
 
 
 @dataclass
+class EvolutionConfig:
+    population: int = 20
+    generations: int = 10
+    top_k: int = 5
+    mutation_prob: float = 0.2
+    crossover_share: float = 0.5  # share of each generation made by crossover, the rest by mutation
+    eval_episodes: int = 20  # meta-val episodes scoring each candidate
+    bn_batches: int = 4  # meta-train episodes recalibrating each candidate's BatchNorm
+    max_tries: int = 1000  # draws before an infeasible constraint is reported
+
+
+@dataclass
+class SearchConfig:
+    enabled: bool = False  # fsnas run searches first when true (fsnas search always does)
+    space: str = "darts"  # darts | blocks
+    space_options: dict = field(default_factory=dict)  # e.g. channels, cells, nodes, ops, partial_channels, weighting
+    sampler: str = "darts"  # darts | gdas | spos
+    sampler_options: dict = field(default_factory=dict)  # e.g. order, arch_lr, w_lr, max_skip
+    steps: int = 200
+    episode: EpisodeConfig = field(default_factory=lambda: EpisodeConfig(5, 1, 5))
+    val_split: str = "val"
+    log_every: int = 20
+    checkpoint_every: int = 50
+    max_params: int | None = None  # constraint on candidates (SPOS evolution)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     seed: int = 0
@@ -87,6 +115,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def to_dict(self) -> dict:
         return to_dict(self)
@@ -204,6 +233,7 @@ def check_config(cfg: RunConfig) -> None:
                    f"model {cfg.model.name}")
     _check_options("train.options", cfg.train.options, _factory_params(LEARNERS[cfg.train.learner], ("self", "model")),
                    f"learner {cfg.train.learner}")
+    _check_search(cfg.search)
     if cfg.model.genotype is not None:
         _check_genotype_file(cfg.model.genotype)
     loss = cfg.train.options.get("loss")
@@ -228,6 +258,30 @@ def check_config(cfg: RunConfig) -> None:
         raise ConfigError(f"device: '{cfg.device}' is not a device; use auto, cpu, cuda or cuda:N")
     if not cfg.name or "/" in cfg.name:
         raise ConfigError(f"name: '{cfg.name}' cannot name a run folder; use letters, digits, '-' and '_'")
+
+
+def _check_search(sc: SearchConfig) -> None:
+    from search_spaces import SPACES
+    from .search.samplers import SAMPLERS
+    for key, name, registry in (("search.space", sc.space, SPACES), ("search.sampler", sc.sampler, SAMPLERS)):
+        if name not in registry:
+            raise ConfigError(f"{key}: unknown name '{name}'; choose one of {', '.join(sorted(registry))}", key=key)
+    _check_options("search.space_options", sc.space_options, _factory_params(SPACES[sc.space], ("self", "in_channels")),
+                   f"space {sc.space}")
+    _check_options("search.sampler_options", sc.sampler_options,
+                   _factory_params(SAMPLERS[sc.sampler], ("self", "supernet", "steps", "seed")), f"sampler {sc.sampler}")
+    if sc.sampler == "gdas" and sc.space_options.get("weighting", "softmax") != "gumbel":
+        raise ConfigError("search.space_options.weighting: the gdas sampler needs weighting: gumbel")
+    ev = sc.evolution
+    for key, value in (("search.steps", sc.steps), ("search.log_every", sc.log_every),
+                       ("search.checkpoint_every", sc.checkpoint_every), ("search.evolution.population", ev.population),
+                       ("search.evolution.top_k", ev.top_k), ("search.evolution.eval_episodes", ev.eval_episodes),
+                       ("search.evolution.bn_batches", ev.bn_batches), ("search.evolution.max_tries", ev.max_tries)):
+        _positive(key, value)
+    _positive("search.evolution.generations", ev.generations, 0)
+    _positive("search.episode.n_way", sc.episode.n_way, 2)
+    if not 0.0 <= ev.mutation_prob <= 1.0 or not 0.0 <= ev.crossover_share <= 1.0:
+        raise ConfigError("search.evolution: mutation_prob and crossover_share must lie in [0, 1]")
 
 
 def _check_genotype_file(path: str) -> None:

@@ -50,9 +50,13 @@ def build_dataset(cfg: RunConfig) -> FewShotDataset:
         raise ConfigError(f"data: {exc}", key="data") from None
 
 
-def check_against_data(cfg: RunConfig, ds: FewShotDataset, train: bool = True, test: bool = True) -> None:
+def check_against_data(cfg: RunConfig, ds: FewShotDataset, train: bool = True, test: bool = True,
+                       search: bool = False) -> None:
     """The checks that need the data: splits exist, episodes fit the classes and images of their split."""
     checks = [("train.episode", cfg.train.split, cfg.train.episode)] if train else []
+    if search:
+        checks += [("search.episode", cfg.train.split, cfg.search.episode),
+                   ("search.val_split (with search.episode)", cfg.search.val_split, cfg.search.episode)]
     if test:
         checks += [(f"eval.tasks.{i}", cfg.eval.split, t) for i, t in enumerate(cfg.eval.tasks)]
     if train and cfg.train.val_every:  # validation runs the first evaluation task on the val split
@@ -119,11 +123,12 @@ def headline(results: list[dict]) -> dict:
     return {**{k: first[k] for k in keys}, "results": results}
 
 
-def prepare(cfg: RunConfig, train: bool = True, test: bool = True) -> tuple[FewShotDataset, torch.device]:
+def prepare(cfg: RunConfig, train: bool = True, test: bool = True,
+            search: bool = False) -> tuple[FewShotDataset, torch.device]:
     """Device and dataset, with every check that needs them: call before creating a run folder."""
     device = resolve_device(cfg.device)
     ds = build_dataset(cfg)
-    check_against_data(cfg, ds, train=train, test=test)
+    check_against_data(cfg, ds, train=train, test=test, search=search)
     return ds, device
 
 

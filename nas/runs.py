@@ -107,25 +107,26 @@ class RunDir:
         return yaml.safe_load(self.config_path.read_text()) or {}
 
     # -- metrics --------------------------------------------------------------------------------
-    def log(self, record: dict) -> None:
-        with open(self.metrics_path, "a") as f:
+    def log(self, record: dict, file: str = "metrics.jsonl") -> None:
+        with open(self.path / file, "a") as f:
             f.write(json.dumps(record, default=float) + "\n")
 
-    def read_metrics(self) -> list[dict]:
-        if not self.metrics_path.exists():
+    def read_metrics(self, file: str = "metrics.jsonl") -> list[dict]:
+        path = self.path / file
+        if not path.exists():
             return []
         out = []
-        for line in self.metrics_path.read_text().splitlines():
+        for line in path.read_text().splitlines():
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:  # a line cut by a kill
                 continue
         return out
 
-    def truncate_metrics(self, phase: str, after_step: int) -> None:
+    def truncate_metrics(self, phase: str, after_step: int, file: str = "metrics.jsonl") -> None:
         """Drop ``phase`` lines logged after ``after_step`` (written after the checkpoint we resume from)."""
-        keep = [r for r in self.read_metrics() if not (r.get("phase") == phase and r.get("step", 0) > after_step)]
-        atomic_write_bytes(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep).encode())
+        keep = [r for r in self.read_metrics(file) if not (r.get("phase") == phase and r.get("step", 0) > after_step)]
+        atomic_write_bytes(self.path / file, "".join(json.dumps(r) + "\n" for r in keep).encode())
 
     # -- checkpoints and summary ------------------------------------------------------------------
     def save_checkpoint(self, name: str, state: dict) -> Path:

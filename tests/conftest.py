@@ -4,6 +4,10 @@ tests that need it are skipped where neither exists (a fresh offline machine).""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,3 +66,15 @@ def toy_dataset(classes: int = 12, per_class: int = 10, size: int = 8, channels:
                           splits={"train": list(range(third)), "val": list(range(third, 2 * third)),
                                   "test": list(range(2 * third, classes))},
                           mean=(0.0,) * channels, std=(1.0,) * channels, train_rotations=rotations)
+
+
+def kill_after_first_checkpoint(fsnas_args: list[str], checkpoint: Path, timeout: float = 120) -> None:
+    """Run ``fsnas ARGS`` in a subprocess and SIGKILL it as soon as ``checkpoint`` appears."""
+    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "-q", *fsnas_args],
+                            env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not checkpoint.exists() and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

@@ -1,11 +1,6 @@
 """The fsnas command line, end to end on small synthetic runs: run folders, errors, evaluate, resume."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -15,6 +10,8 @@ from nas import cli
 from nas.config import load_config
 from nas.pipeline import prepare, retrain
 from nas.runs import RunDir
+
+from ..conftest import kill_after_first_checkpoint
 
 TINY = {
     "name": "tiny", "seed": 0, "device": "cpu",
@@ -153,15 +150,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_config, tmp_path
     retrain(cfg, RunDir.create(cfg, ref), ds, device, progress=False, evaluate_after=False)
 
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "-q", "retrain", str(tiny_config), *overrides,
-                             "--no-eval", "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (killed / "checkpoints" / "last.pt").exists():
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_first_checkpoint(["retrain", str(tiny_config), *overrides, "--no-eval", "--out", str(killed)],
+                                killed / "checkpoints" / "last.pt")
     state = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
     assert 0 < state["step"] < 150, "the run finished before it could be killed"
     assert not (killed / "model.pt").exists()

@@ -1,0 +1,165 @@
+"""Evolutionary architecture search over a trained supernet (SPOS, Guo et al. 2020).
+
+Each candidate is scored by few-shot accuracy (ProtoNet head) on fixed meta-validation episodes, using
+the weights it inherits from the supernet after its BatchNorm statistics are recalibrated on meta-train
+batches (the statistics accumulated while training random paths belong to no single path).
+Constraints filter candidates; an infeasible constraint ends with ``SearchError`` after a bounded number
+of draws, never a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from meta.episodes import Episode, EpisodeSampler
+from search_spaces import BlockGenotype, CellGenotype, DartsGenotype, Stage
+
+from ..errors import UserError
+from .objective import episode_logits
+
+log = logging.getLogger(__name__)
+
+
+class SearchError(UserError):
+    """The search cannot go on as configured (e.g. no architecture meets the constraints)."""
+
+
+def check_feasible(supernet: nn.Module, max_params: int | None, input_size, tries: int, seed: int) -> None:
+    """Before any training: at least one of ``tries`` random architectures meets ``max_params``."""
+    if max_params is None:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    smallest = None
+    for _ in range(tries):
+        params = supernet.sample_path(gen).params(input_size)
+        if params <= max_params:
+            return
+        smallest = params if smallest is None else min(smallest, params)
+    raise SearchError(f"search.max_params={max_params}: none of {tries} random architectures of this space is "
+                      f"that small (smallest: {smallest:,} parameters); raise search.max_params or shrink the space")
+
+
+@dataclass
+class Candidate:
+    genotype: object
+    score: float
+    params: int
+
+
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, batches: Sequence[torch.Tensor]) -> None:
+    """Replace running BN statistics by the cumulative average over ``batches`` (train-mode forwards)."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    net.train()
+    for x in batches:
+        net(x)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    net.eval()
+
+
+@torch.no_grad()
+def score_path(supernet: nn.Module, genotype, bn_batches: Sequence[torch.Tensor], episodes: Sequence[Episode]) -> float:
+    net = supernet.subnet(genotype)
+    recalibrate_bn(net, bn_batches)
+    accs = [float((episode_logits(net, ep).argmax(-1) == ep.query_y).float().mean()) for ep in episodes]
+    return sum(accs) / len(accs)
+
+
+def mutate(g, supernet: nn.Module, prob: float, gen: torch.Generator):
+    """Each choice is redrawn with probability ``prob`` (a redraw is a fresh sample of the same choice)."""
+    fresh = supernet.sample_path(gen)
+    if isinstance(g, DartsGenotype):
+        cells = [_mix_cell(a, b, lambda: bool(torch.rand(1, generator=gen) < prob))
+                 for a, b in ((g.normal, fresh.normal), (g.reduce, fresh.reduce))]
+        return DartsGenotype(normal=cells[0], reduce=cells[1], channels=g.channels, cells=g.cells,
+                             stem_multiplier=g.stem_multiplier)
+    return _mix_blocks(g, fresh, lambda: bool(torch.rand(1, generator=gen) < prob))
+
+
+def crossover(a, b, gen: torch.Generator):
+    """Per node (DARTS) or per layer (blocks), the choice of one parent or the other, with equal odds."""
+    pick = lambda: bool(torch.rand(1, generator=gen) < 0.5)  # noqa: E731
+    if isinstance(a, DartsGenotype):
+        return DartsGenotype(normal=_mix_cell(a.normal, b.normal, pick), reduce=_mix_cell(a.reduce, b.reduce, pick),
+                             channels=a.channels, cells=a.cells, stem_multiplier=a.stem_multiplier)
+    return _mix_blocks(a, b, pick)
+
+
+def _mix_cell(a: CellGenotype, b: CellGenotype, take_b: Callable[[], bool]) -> CellGenotype:
+    # whole nodes are exchanged, so each node keeps two distinct inputs
+    return CellGenotype(tuple(nb if take_b() else na for na, nb in zip(a.nodes, b.nodes)), a.concat)
+
+
+def _mix_blocks(a: BlockGenotype, b: BlockGenotype, take_b: Callable[[], bool]) -> BlockGenotype:
+    stages = tuple(Stage(sa.channels, sa.stride, tuple(ob if take_b() else oa for oa, ob in zip(sa.ops, sb.ops)))
+                   for sa, sb in zip(a.stages, b.stages))
+    return BlockGenotype(stages=stages, stem_channels=a.stem_channels)
+
+
+def evolve(supernet: nn.Module, train: EpisodeSampler, val: EpisodeSampler, *, population: int = 20,
+           generations: int = 10, top_k: int = 5, mutation_prob: float = 0.2, crossover_share: float = 0.5,
+           eval_episodes: int = 20, bn_batches: int = 4, max_params: int | None = None, input_size=None,
+           seed: int = 0, max_tries: int = 1000, progress: bool = True,
+           on_generation: Callable[[int, list[Candidate]], None] | None = None) -> list[Candidate]:
+    """Top candidates (best first) after ``generations`` rounds of selection, crossover and mutation."""
+    gen = torch.Generator().manual_seed(seed)
+    device = next(supernet.parameters()).device
+    episodes = [val.episode(i).to(device) for i in range(eval_episodes)]
+    batches = [torch.cat([e.support_x, e.query_x]) for e in (train.episode(10**6 + i).to(device)
+                                                            for i in range(bn_batches))]
+    seen: dict = {}
+    rejected = {"seen before": 0, "over max_params": 0}
+
+    def admit(g) -> Candidate | None:
+        """Score a new feasible candidate; None for a repeat or an infeasible one.  ``max_tries`` rejections
+        in a row end the search with an error instead of a hang."""
+        if sum(rejected.values()) >= max_tries:
+            raise SearchError(f"no new architecture within the constraints in {max_tries} draws in a row "
+                              f"({rejected['over max_params']} over search.max_params={max_params}, "
+                              f"{rejected['seen before']} already seen); raise search.max_params or widen the space")
+        if g in seen:
+            rejected["seen before"] += 1
+            return None
+        params = g.params(input_size) if input_size else 0
+        if max_params is not None and params > max_params:
+            rejected["over max_params"] += 1
+            return None
+        rejected.update({k: 0 for k in rejected})
+        seen[g] = Candidate(g, score_path(supernet, g, batches, episodes), params)
+        return seen[g]
+
+    pop: list[Candidate] = []
+    while len(pop) < population:  # bounded by max_tries inside admit
+        c = admit(supernet.sample_path(gen))
+        if c is not None:
+            pop.append(c)
+    for generation in tqdm(range(generations), desc="evolution", disable=not progress, leave=False):
+        parents = sorted(seen.values(), key=lambda c: -c.score)[:top_k]
+        children: list[Candidate] = []
+        while len(children) < population:  # bounded by max_tries inside admit
+            # choosing per draw (not a quota) lets mutation take over when near-identical parents only
+            # cross into architectures already seen
+            if len(parents) > 1 and float(torch.rand(1, generator=gen)) < crossover_share:
+                i, j = torch.randperm(len(parents), generator=gen)[:2].tolist()
+                g = crossover(parents[i].genotype, parents[j].genotype, gen)
+            else:
+                g = mutate(parents[int(torch.randint(len(parents), (1,), generator=gen))].genotype, supernet,
+                           mutation_prob, gen)
+            c = admit(g)
+            if c is not None:
+                children.append(c)
+        if on_generation is not None:
+            on_generation(generation, sorted(seen.values(), key=lambda c: -c.score)[:top_k])
+    supernet.train()
+    return sorted(seen.values(), key=lambda c: -c.score)

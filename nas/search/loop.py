@@ -1,0 +1,150 @@
+"""The search loop: trains a supernet with a sampler on seeded episodes, logs, checkpoints, resumes, and
+writes the chosen genotype with its candidates table and pictures.
+
+Run folder additions: ``genotype.yaml`` (the result), ``candidates.json`` (top candidates and scores),
+``alpha_history.jsonl`` and ``alpha_history.png`` (differentiable samplers), ``cells/*.png``,
+``checkpoints/search.pt``.  A resumed search (SIGKILL included) ends with the same genotype on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import torch
+from tqdm import tqdm
+
+from meta.data import FewShotDataset
+from meta.episodes import EpisodeSampler
+from search_spaces import DartsGenotype, create_supernet
+
+from ..config import RunConfig
+from ..runs import RunDir, atomic_write_bytes
+from .evolution import Candidate, check_feasible, evolve, score_path
+from .samplers import SAMPLERS, alpha_entropy
+
+log = logging.getLogger(__name__)
+
+GENOTYPE_FILE = "genotype.yaml"
+ALPHA_FILE = "alpha_history.jsonl"
+
+
+def skip_share(genotype) -> float:
+    """Share of parameter-free ops (skip, pools) in a genotype: the DARTS collapse alarm."""
+    if not isinstance(genotype, DartsGenotype):
+        return 0.0
+    ops = [op for cell in (genotype.normal, genotype.reduce) for node in cell.nodes for op, _ in node]
+    return sum(op in ("skip_connect", "max_pool_3x3", "avg_pool_3x3") for op in ops) / len(ops)
+
+
+def search_samplers(cfg: RunConfig, ds: FewShotDataset) -> tuple[EpisodeSampler, EpisodeSampler]:
+    ep = cfg.search.episode
+    train = EpisodeSampler(ds, cfg.train.split, ep.n_way, ep.k_shot, ep.n_query, seed=cfg.seed)
+    val = EpisodeSampler(ds, cfg.search.val_split, ep.n_way, ep.k_shot, ep.n_query, seed=cfg.seed + 1)
+    return train, val
+
+
+def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, progress: bool = True) -> dict:
+    sc = cfg.search
+    torch.manual_seed(cfg.seed)
+    supernet = create_supernet(sc.space, ds.image_shape[0], **sc.space_options).to(device)
+    extra = {"seed": cfg.seed} if sc.sampler == "spos" else {}
+    sampler = SAMPLERS[sc.sampler](supernet, steps=sc.steps, **extra, **sc.sampler_options)
+    train, val = search_samplers(cfg, ds)
+    differentiable = sc.sampler != "spos"
+    if not differentiable:
+        check_feasible(supernet, sc.max_params, ds.image_shape, min(sc.evolution.max_tries, 200), cfg.seed)
+
+    start = 0
+    state = run.load_checkpoint("search")
+    if state is not None:
+        supernet.load_state_dict(state["supernet"])
+        sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"])
+        start = int(state["step"])
+        run.truncate_metrics("search", start)
+        run.truncate_metrics("alpha", start, ALPHA_FILE)
+        log.info("resuming search in %s from step %d", run.path, start)
+
+    t0 = time.perf_counter()
+    window: list[dict] = []
+    bar = tqdm(range(start, sc.steps), initial=start, total=sc.steps, desc=f"search ({sc.sampler})", unit="step",
+               disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        window.append(sampler.step(train.episode(step).to(device), val.episode(step).to(device)))
+        done = step + 1
+        if done % sc.log_every == 0 or done == sc.steps:
+            record = {"phase": "search", "step": done,
+                      **{k: sum(m[k] for m in window) / len(window) for k in window[-1]}}
+            if differentiable:
+                derived = sampler.result()
+                record |= {"alpha_entropy": sum(alpha_entropy(a) for a in supernet.arch_parameters())
+                           / len(supernet.arch_parameters()), "skip_share": skip_share(derived),
+                           "genotype": derived.to_dict()}
+                run.log({"phase": "alpha", "step": done,
+                         "alphas": [a.detach().cpu().tolist() for a in supernet.arch_parameters()]}, ALPHA_FILE)
+            run.log(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}")
+            window = []
+        if done % sc.checkpoint_every == 0 or done == sc.steps:
+            run.save_checkpoint("search", {"step": done, "supernet": supernet.state_dict(),
+                                           "sampler": sampler.state_dict(), "rng": torch.get_rng_state()})
+    train_seconds = time.perf_counter() - t0
+
+    input_size = ds.image_shape
+    ev = sc.evolution
+    if differentiable:
+        genotype = sampler.result()
+        batches = [torch.cat([e.support_x, e.query_x]) for e in
+                   (train.episode(10**6 + i).to(device) for i in range(ev.bn_batches))]
+        episodes = [val.episode(i).to(device) for i in range(ev.eval_episodes)]
+        candidates = [Candidate(genotype, score_path(supernet, genotype, batches, episodes),
+                                genotype.params(input_size))]
+    else:
+        candidates = evolve(supernet, train, val, population=ev.population, generations=ev.generations,
+                            top_k=ev.top_k, mutation_prob=ev.mutation_prob, crossover_share=ev.crossover_share,
+                            eval_episodes=ev.eval_episodes, bn_batches=ev.bn_batches, max_params=sc.max_params,
+                            input_size=input_size, seed=cfg.seed, max_tries=ev.max_tries, progress=progress,
+                            on_generation=lambda g, top: run.log({"phase": "evolution", "generation": g + 1,
+                                                                  "best": top[0].score,
+                                                                  "top_mean": sum(c.score for c in top) / len(top)}))
+        genotype = candidates[0].genotype
+    op_names = getattr(supernet, "op_names", None) or supernet.choices
+    return write_results(run, genotype, candidates[: ev.top_k], sc, input_size, train_seconds, op_names)
+
+
+def write_results(run: RunDir, genotype, candidates: list[Candidate], sc, input_size, seconds: float,
+                  op_names) -> dict:
+    atomic_write_bytes(run.path / GENOTYPE_FILE, genotype.to_yaml().encode())
+    table = [{"rank": i + 1, "score": c.score, "params": c.params, "macs": c.genotype.macs(input_size),
+              "genotype": c.genotype.to_dict()} for i, c in enumerate(candidates)]
+    atomic_write_bytes(run.path / "candidates.json", (json.dumps(table, indent=2) + "\n").encode())
+    genotype.plot(run.path / "cells" / "genotype.png")
+    history = run.read_metrics(ALPHA_FILE)
+    if history:
+        plot_alpha_history(history, run.path / "alpha_history.png", op_names)
+    return {"sampler": sc.sampler, "space": sc.space, "steps": sc.steps, "search_seconds": round(seconds, 1),
+            "genotype": genotype.to_dict(), "score": candidates[0].score, "params": candidates[0].params,
+            "macs": genotype.macs(input_size), "skip_share": skip_share(genotype)}
+
+
+def plot_alpha_history(history: list[dict], path, op_names) -> None:
+    """Softmax weight of every op, averaged over edges, against the search step (one panel per alpha)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    steps = [h["step"] for h in history]
+    n = len(history[0]["alphas"])
+    fig, axes = plt.subplots(1, n, figsize=(6 * n, 4), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        w = torch.stack([torch.softmax(torch.tensor(h["alphas"][k]), -1).mean(0) for h in history])
+        for o in range(w.shape[1]):
+            ax.plot(steps, w[:, o].tolist(), label=op_names[o])
+        ax.set_xlabel("search step")
+        ax.set_ylabel("mean op weight")
+        ax.set_title(["normal cell", "reduction cell"][k] if n == 2 else "layers")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

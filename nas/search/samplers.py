@@ -1,0 +1,223 @@
+"""Search samplers: how a supernet is trained and how its architecture is chosen.
+
+``SAMPLERS[name](supernet, **options)``; each offers ``step(train_episode, val_episode) -> metrics``,
+``result() -> Genotype`` and ``state_dict()/load_state_dict()`` (the search loop owns checkpoints).
+
+- ``darts``: bilevel; weights on meta-train episodes, architecture parameters on meta-val episodes, first
+  order or second order (DARTS's unrolled step with a finite-difference Hessian-vector product).
+- ``gdas``: the same bilevel loop on a supernet whose mixed mode samples one op per edge by hard
+  Gumbel-softmax, with the temperature annealed from ``tau_max`` to ``tau_min``.
+- ``spos``: uniform single-path training on meta-train episodes; the architecture comes afterwards from
+  evolutionary search (``nas.search.evolution``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from meta.episodes import Episode
+
+from .objective import episode_loss
+
+SAMPLERS: dict[str, Callable] = {}
+
+
+def register_sampler(name: str) -> Callable:
+    def add(cls):
+        SAMPLERS[name] = cls
+        return cls
+    return add
+
+
+def _sgd(params, lr: float, momentum: float, weight_decay: float, steps: int) -> tuple:
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr / 50)
+
+
+@register_sampler("darts")
+class DartsSampler:
+    def __init__(self, supernet: nn.Module, *, steps: int, w_lr: float = 0.025, w_momentum: float = 0.9,
+                 w_weight_decay: float = 3e-4, arch_lr: float = 3e-4, arch_weight_decay: float = 1e-3,
+                 order: str = "first", grad_clip: float = 5.0, max_skip: int = 2) -> None:
+        if order not in ("first", "second"):
+            raise ValueError(f"order must be 'first' or 'second', got '{order}'")
+        self.net, self.order, self.grad_clip, self.max_skip = supernet, order, grad_clip, max_skip
+        self.w_opt, self.w_sched = _sgd(supernet.weight_parameters(), w_lr, w_momentum, w_weight_decay, steps)
+        self.a_opt = torch.optim.Adam(supernet.arch_parameters(), lr=arch_lr, betas=(0.5, 0.999),
+                                      weight_decay=arch_weight_decay)
+        self.w_momentum, self.w_weight_decay = w_momentum, w_weight_decay
+
+    def _loss(self, ep: Episode) -> tuple[torch.Tensor, float]:
+        return episode_loss(self.net, ep)
+
+    def step(self, train_ep: Episode, val_ep: Episode) -> dict[str, float]:
+        self.net.train()
+        # 1. architecture step on a meta-validation episode
+        self.a_opt.zero_grad(set_to_none=True)
+        if self.order == "second":
+            val_loss, val_acc = self._unrolled_arch_grad(train_ep, val_ep)
+        else:
+            loss, val_acc = self._loss(val_ep)
+            loss.backward()
+            val_loss = loss.item()
+        self.a_opt.step()
+        # 2. weight step on a meta-training episode
+        self.w_opt.zero_grad(set_to_none=True)
+        loss, acc = self._loss(train_ep)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.grad_clip)
+        for p in self.net.arch_parameters():
+            p.grad = None  # the weight step must not leave gradients on alpha for the next arch step
+        self.w_opt.step()
+        self.w_sched.step()
+        return {"loss": loss.item(), "accuracy": acc, "val_loss": val_loss, "val_accuracy": val_acc,
+                "lr": self.w_opt.param_groups[0]["lr"]}
+
+    def _unrolled_arch_grad(self, train_ep: Episode, val_ep: Episode) -> tuple[float, float]:
+        """DARTS second order: grad_a L_val(w - xi grad_w L_train(w, a), a), with the Hessian-vector
+        product replaced by a central finite difference (Liu et al. 2019, eq. 7-8)."""
+        weights = self.net.weight_parameters()
+        alphas = self.net.arch_parameters()
+        xi = self.w_opt.param_groups[0]["lr"]
+        backup = [w.detach().clone() for w in weights]
+        train_loss, _ = self._loss(train_ep)
+        grads = torch.autograd.grad(train_loss, weights, allow_unused=True)
+        with torch.no_grad():
+            for w, g in zip(weights, grads):
+                if g is not None:
+                    w.sub_(xi * (g + self.w_weight_decay * w))
+        val_loss, val_acc = self._loss(val_ep)
+        dalpha = torch.autograd.grad(val_loss, alphas, retain_graph=True, allow_unused=True)
+        dw = torch.autograd.grad(val_loss, weights, allow_unused=True)
+        with torch.no_grad():
+            for w, b in zip(weights, backup):
+                w.copy_(b)
+        vec = [g if g is not None else torch.zeros_like(w) for g, w in zip(dw, weights)]
+        eps = 0.01 / (torch.cat([v.flatten() for v in vec]).norm() + 1e-12)
+        hvp = []
+        for sign in (1.0, -2.0):
+            with torch.no_grad():
+                for w, v in zip(weights, vec):
+                    w.add_(sign * eps * v)
+            loss, _ = self._loss(train_ep)
+            hvp.append(torch.autograd.grad(loss, alphas, allow_unused=True))
+        with torch.no_grad():
+            for w, v in zip(weights, vec):
+                w.add_(eps * v)  # back to w
+        for a, da, gp, gn in zip(alphas, dalpha, *hvp):
+            da = da if da is not None else torch.zeros_like(a)
+            h = ((gp if gp is not None else 0) - (gn if gn is not None else 0)) / (2 * eps)
+            a.grad = da - xi * h
+        return val_loss.item(), val_acc
+
+    def result(self):
+        return cap_skips(self.net.derive(), self.net, self.max_skip)
+
+    def state_dict(self) -> dict:
+        return {"w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
+                "a_opt": self.a_opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.w_sched.load_state_dict(state["w_sched"])
+        self.a_opt.load_state_dict(state["a_opt"])
+
+
+@register_sampler("gdas")
+class GdasSampler(DartsSampler):
+    def __init__(self, supernet: nn.Module, *, steps: int, tau_max: float = 10.0, tau_min: float = 0.1,
+                 **options) -> None:
+        if getattr(supernet, "weighting", None) != "gumbel":
+            raise ValueError("gdas needs a supernet with weighting 'gumbel' (set search.space_options.weighting)")
+        super().__init__(supernet, steps=steps, **options)
+        self.steps, self.tau_max, self.tau_min, self.t = steps, tau_max, tau_min, 0
+
+    def step(self, train_ep: Episode, val_ep: Episode) -> dict[str, float]:
+        # exponential annealing: tau_max at the first step, tau_min at the last
+        frac = self.t / max(self.steps - 1, 1)
+        self.net.tau = self.tau_max * (self.tau_min / self.tau_max) ** frac
+        self.t += 1
+        return {**super().step(train_ep, val_ep), "tau": self.net.tau}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "t": self.t}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.t = int(state["t"])
+
+
+@register_sampler("spos")
+class SposSampler:
+    """Uniform single path: each step trains one randomly drawn path (Guo et al. 2020)."""
+
+    def __init__(self, supernet: nn.Module, *, steps: int, w_lr: float = 0.05, w_momentum: float = 0.9,
+                 w_weight_decay: float = 4e-5, grad_clip: float = 5.0, seed: int = 0) -> None:
+        self.net, self.grad_clip = supernet, grad_clip
+        self.w_opt, self.w_sched = _sgd(supernet.weight_parameters(), w_lr, w_momentum, w_weight_decay, steps)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def step(self, train_ep: Episode, val_ep: Episode | None = None) -> dict[str, float]:
+        self.net.train()
+        path = self.net.sample_path(self.gen)
+        self.w_opt.zero_grad(set_to_none=True)
+        loss, acc = episode_loss(lambda x: self.net(x, path=path), train_ep)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.grad_clip)
+        self.w_opt.step()
+        self.w_sched.step()
+        return {"loss": loss.item(), "accuracy": acc, "lr": self.w_opt.param_groups[0]["lr"]}
+
+    def result(self):
+        raise RuntimeError("spos chooses its architecture by evolutionary search after training "
+                           "(nas.search.evolution.evolve)")
+
+    def state_dict(self) -> dict:
+        return {"w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
+                "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.w_sched.load_state_dict(state["w_sched"])
+        self.gen.set_state(state["gen"])
+
+
+def cap_skips(genotype, supernet, max_skip: int):
+    """Collapse guard: keep at most ``max_skip`` skip connections per DARTS cell, replacing the weakest
+    skips by their edge's best parametric op (the cap of P-DARTS / DARTS+)."""
+    from search_spaces import CellGenotype, DartsGenotype
+    if not isinstance(genotype, DartsGenotype) or max_skip < 0:
+        return genotype
+    cells = {}
+    for name, alpha in (("normal", supernet.alpha_normal), ("reduce", supernet.alpha_reduce)):
+        w = torch.softmax(alpha.detach(), -1)
+        cell = getattr(genotype, name)
+        skip = supernet.op_index.get("skip_connect")
+        edges = [(i, j, op, src) for i, node in enumerate(cell.nodes) for j, (op, src) in enumerate(node)]
+        skips = sorted((e for e in edges if e[2] == "skip_connect"),
+                       key=lambda e: float(w[_edge(e[0], e[3]), skip]))
+        nodes = [list(node) for node in cell.nodes]
+        for i, j, _, src in skips[: max(0, len(skips) - max_skip)]:
+            row = w[_edge(i, src)].clone()
+            for free in ("none", "skip_connect"):
+                if free in supernet.op_index:
+                    row[supernet.op_index[free]] = -1.0
+            nodes[i][j] = (supernet.op_names[int(row.argmax())], src)
+        cells[name] = CellGenotype(tuple(tuple(n) for n in nodes), cell.concat)
+    return DartsGenotype(normal=cells["normal"], reduce=cells["reduce"], channels=genotype.channels,
+                         cells=genotype.cells, stem_multiplier=genotype.stem_multiplier)
+
+
+def _edge(node: int, src: int) -> int:
+    from search_spaces.darts import edge_offset
+    return edge_offset(node) + src
+
+
+def alpha_entropy(alpha: torch.Tensor) -> float:
+    """Mean entropy of the per-edge op distributions, normalised to [0, 1] (1 = uniform, undecided)."""
+    p = torch.softmax(alpha.detach(), -1)
+    return float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean() / math.log(alpha.shape[-1]))
