@@ -218,8 +218,18 @@ def _check_options(key: str, options: dict, params: dict[str, inspect.Parameter]
 
 
 def _factory_params(factory: Any, skip: tuple[str, ...]) -> dict[str, inspect.Parameter]:
-    params = inspect.signature(factory).parameters
-    return {k: p for k, p in params.items() if k not in skip and p.kind is not p.VAR_KEYWORD}
+    """Keyword parameters of a factory; for a class whose __init__ passes **options on to its base class,
+    the base class's parameters too."""
+    out: dict[str, inspect.Parameter] = {}
+    for owner in (inspect.getmro(factory) if inspect.isclass(factory) else (factory,)):
+        if owner is object:
+            break
+        params = inspect.signature(owner.__init__ if inspect.isclass(owner) else owner).parameters
+        out.update({k: p for k, p in params.items()
+                    if k not in skip and k not in out and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)})
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    return out
 
 
 def check_config(cfg: RunConfig) -> None:

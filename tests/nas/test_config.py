@@ -77,3 +77,11 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("train: {steps: 3\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_every_shipped_config_is_valid():
+    from pathlib import Path
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+    assert len(configs) >= 7
+    for path in configs:
+        load_config(path)  # raises ConfigError naming the key if a shipped config is wrong
