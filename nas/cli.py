@@ -37,12 +37,11 @@ def _split_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     return config, items[1:] if config else items
 
 
-def _config_args(p: argparse.ArgumentParser, resume: bool = True) -> None:
+def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML config file (see configs/)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of any config field, e.g. train.steps=200")
     p.add_argument("--out", help="run folder to create (default: <out_dir>/<name>-<time>)")
-    if resume:
-        p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
 
 
 def _prepare(cfg, source, **checks):
@@ -91,12 +90,8 @@ def _retrain_job(args: argparse.Namespace, evaluate_after: bool) -> dict:
     return summary
 
 
-def _search_args(p: argparse.ArgumentParser) -> None:
-    _config_args(p)
-
-
 @command("search", "train a weight-sharing supernet on episodes and choose an architecture (genotype.yaml)",
-         _search_args)
+         _config_args)
 def cmd_search(args: argparse.Namespace) -> int:
     from .search.loop import GENOTYPE_FILE, run_search
     cfg, run, ds, device, _ = _open_job(args, train=False, test=False, search="always")
@@ -116,7 +111,8 @@ def _print_results(summary: dict) -> None:
     print(f"results: {Path(summary['run']) / 'summary.json'}")
 
 
-@command("run", "the whole pipeline from one config: meta-train, then evaluate", _config_args)
+@command("run", "the whole pipeline from one config: search (if search.enabled), meta-train, evaluate",
+         _config_args)
 def cmd_run(args: argparse.Namespace) -> int:
     _print_results(_retrain_job(args, evaluate_after=True))
     return 0

@@ -62,19 +62,25 @@ class MixedOp(nn.Module):
     """All candidate ops of one edge.  With ``partial_channels`` K > 1 (PC-DARTS) only 1/K of the
     channels go through the ops; the rest bypass them and the result is channel-shuffled."""
 
-    def __init__(self, channels: int, stride: int, op_names: Sequence[str], partial_channels: int = 1) -> None:
+    def __init__(self, channels: int, stride: int, op_names: Sequence[str], partial_channels: int = 1,
+                 aux_skip: bool = False) -> None:
         super().__init__()
         self.k, self.stride = partial_channels, stride
         c = channels // partial_channels
         self.ops = nn.ModuleList(create_op(name, c, c, stride, affine=False) for name in op_names)
+        # DARTS- (Chu et al. 2021): an auxiliary skip outside the competition, faded out during search
+        self.aux = create_op("skip_connect", c, c, stride, affine=False) if aux_skip else None
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, hard: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, hard: bool = False,
+                aux_beta: torch.Tensor | None = None) -> torch.Tensor:
         xa = x[:, : x.shape[1] // self.k] if self.k > 1 else x
         if hard:  # one-hot weights (GDAS): run the chosen op only, keep the gradient through its weight
             i = int(weights.argmax())
             out = weights[i] * self.ops[i](xa)
         else:
             out = sum(w * op(xa) for w, op in zip(weights, self.ops))
+        if self.aux is not None and aux_beta is not None:
+            out = out + aux_beta * self.aux(xa)
         if self.k == 1:
             return out
         xb = x[:, x.shape[1] // self.k:]
@@ -85,19 +91,20 @@ class MixedOp(nn.Module):
 
 class SearchCell(nn.Module):
     def __init__(self, nodes: int, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool,
-                 op_names: Sequence[str], partial_channels: int = 1) -> None:
+                 op_names: Sequence[str], partial_channels: int = 1, aux_skip: bool = False) -> None:
         super().__init__()
         self.nodes, self.reduction = nodes, reduction
         self.pre0, self.pre1 = preprocess(c_pp, c_p, c, reduction_prev, affine=False)
         self.edges = nn.ModuleList(
-            MixedOp(c, 2 if reduction and j < 2 else 1, op_names, partial_channels)
+            MixedOp(c, 2 if reduction and j < 2 else 1, op_names, partial_channels, aux_skip)
             for i in range(nodes) for j in range(i + 2))
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, hard: bool = False) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, hard: bool = False,
+                aux_beta: torch.Tensor | None = None) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
         for i in range(self.nodes):
             off = edge_offset(i)
-            states.append(sum(self.edges[off + j](h, weights[off + j], hard) for j, h in enumerate(states)))
+            states.append(sum(self.edges[off + j](h, weights[off + j], hard, aux_beta) for j, h in enumerate(states)))
         return torch.cat(states[2:], dim=1)
 
     def forward_path(self, s0: torch.Tensor, s1: torch.Tensor, cell: CellGenotype,
@@ -158,7 +165,7 @@ class DartsNetwork(nn.Module):
 class DartsSupernet(nn.Module):
     def __init__(self, in_channels: int = 3, channels: int = 16, cells: int = 5, nodes: int = 4,
                  stem_multiplier: int = 3, ops: str | Sequence[str] = "darts", partial_channels: int = 1,
-                 weighting: str = "softmax", tau: float = 1.0) -> None:
+                 weighting: str = "softmax", tau: float = 1.0, aux_skip: float = 0.0) -> None:
         super().__init__()
         check_weighting(weighting)
         if isinstance(ops, str):
@@ -176,12 +183,15 @@ class DartsSupernet(nn.Module):
         self.cells = nn.ModuleList()
         for c_pp, c_p, c, reduction, reduction_prev in cell_plan(cells, channels, stem_multiplier, nodes):
             self.cells.append(SearchCell(nodes, c_pp, c_p, c, reduction, reduction_prev, self.op_names,
-                                         partial_channels))
+                                         partial_channels, aux_skip > 0))
         self.out_channels = nodes * c
         self.pool = nn.AdaptiveAvgPool2d(1)
         n_edges = edge_offset(nodes)
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(n_edges, len(self.op_names)))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(n_edges, len(self.op_names)))
+        # weight of the DARTS- auxiliary skip (0: off); samplers decay it, and it is saved with the state
+        self.aux_skip = aux_skip
+        self.register_buffer("aux_beta", torch.tensor(float(aux_skip)))
 
     # -- parameters -------------------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -199,8 +209,9 @@ class DartsSupernet(nn.Module):
         if path is None:
             hard = self.weighting == "gumbel"
             w_normal, w_reduce = self.arch_weights(self.alpha_normal), self.arch_weights(self.alpha_reduce)
+            beta = self.aux_beta if self.aux_skip > 0 else None
             for cell in self.cells:
-                s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal, hard)
+                s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal, hard, beta)
         else:
             self.check_path(path)
             for cell in self.cells:

@@ -50,12 +50,20 @@ class DartsSampler:
         self.a_opt = torch.optim.Adam(supernet.arch_parameters(), lr=arch_lr, betas=(0.5, 0.999),
                                       weight_decay=arch_weight_decay)
         self.w_momentum, self.w_weight_decay = w_momentum, w_weight_decay
+        self.steps, self.t = steps, 0
+
+    def _decay_aux_skip(self) -> None:
+        """DARTS-: the auxiliary skip's weight falls linearly from its initial value to 0 at the last step."""
+        if getattr(self.net, "aux_skip", 0) > 0:
+            self.net.aux_beta.fill_(self.net.aux_skip * (1 - self.t / max(self.steps - 1, 1)))
 
     def _loss(self, ep: Episode) -> tuple[torch.Tensor, float]:
         return episode_loss(self.net, ep)
 
     def step(self, train_ep: Episode, val_ep: Episode) -> dict[str, float]:
         self.net.train()
+        self._decay_aux_skip()
+        self.t += 1
         # 1. architecture step on a meta-validation episode
         self.a_opt.zero_grad(set_to_none=True)
         if self.order == "second":
@@ -119,12 +127,13 @@ class DartsSampler:
 
     def state_dict(self) -> dict:
         return {"w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
-                "a_opt": self.a_opt.state_dict()}
+                "a_opt": self.a_opt.state_dict(), "t": self.t}
 
     def load_state_dict(self, state: dict) -> None:
         self.w_opt.load_state_dict(state["w_opt"])
         self.w_sched.load_state_dict(state["w_sched"])
         self.a_opt.load_state_dict(state["a_opt"])
+        self.t = int(state["t"])
 
 
 @register_sampler("gdas")
@@ -134,21 +143,13 @@ class GdasSampler(DartsSampler):
         if getattr(supernet, "weighting", None) != "gumbel":
             raise ValueError("gdas needs a supernet with weighting 'gumbel' (set search.space_options.weighting)")
         super().__init__(supernet, steps=steps, **options)
-        self.steps, self.tau_max, self.tau_min, self.t = steps, tau_max, tau_min, 0
+        self.tau_max, self.tau_min = tau_max, tau_min
 
     def step(self, train_ep: Episode, val_ep: Episode) -> dict[str, float]:
         # exponential annealing: tau_max at the first step, tau_min at the last
         frac = self.t / max(self.steps - 1, 1)
         self.net.tau = self.tau_max * (self.tau_min / self.tau_max) ** frac
-        self.t += 1
         return {**super().step(train_ep, val_ep), "tau": self.net.tau}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "t": self.t}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.t = int(state["t"])
 
 
 @register_sampler("spos")

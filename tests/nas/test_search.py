@@ -187,3 +187,34 @@ def test_search_resumes_after_sigkill_with_the_same_genotype(search_config, tmp_
     steps = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()
              if json.loads(x)["phase"] == "search"]
     assert steps == list(range(4, 25, 4))
+
+
+def test_darts_minus_auxiliary_skip_fades_out(episodes):
+    train, val = episodes
+    net = tiny(aux_skip=1.0)
+    assert "aux_beta" in net.state_dict()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        net.eval()
+        with_aux = net(x)
+        net.aux_beta.zero_()
+        assert not torch.allclose(with_aux, net(x))  # the auxiliary path contributes while beta > 0
+        net.aux_beta.fill_(1.0)
+    sampler = DartsSampler(net, steps=3)
+    betas = []
+    for i in range(3):
+        sampler.step(train.episode(i), val.episode(i))
+        betas.append(float(net.aux_beta))
+    assert betas == [1.0, 0.5, 0.0]
+    g = net.derive()
+    assert not any("aux" in name for name, _ in net.subnet(g).named_modules())
+
+
+def test_kendall_tau():
+    from nas.search.ranking import kendall_tau
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    # one discordant pair of six: (5 - 1) / 6
+    assert kendall_tau([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(4 / 6)
+    # tau-b with a tie in b: C=5, D=0, ties_b=1 -> 5 / sqrt(6 * 5)
+    assert kendall_tau([1, 2, 3, 4], [1, 2, 3, 3]) == pytest.approx(5 / 30 ** 0.5)
