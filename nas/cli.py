@@ -73,8 +73,25 @@ def _open_job(args: argparse.Namespace, train: bool, test: bool, search: str):
     return cfg, run, ds, device, searching
 
 
+def _arch_genotype(arch: str) -> str:
+    """The genotype file behind --arch: the file itself, or the genotype.yaml of an export or run folder."""
+    path = Path(arch)
+    if path.is_dir():
+        path = path / "genotype.yaml"
+        if not path.is_file():
+            raise UserError(f"--arch {arch}: the folder has no genotype.yaml; give an fsnas export folder, a "
+                            f"finished search run or a genotype file")
+    elif not path.is_file():
+        raise UserError(f"--arch {arch} does not exist; give an fsnas export folder, a search run or a genotype file")
+    return str(path)
+
+
 def _retrain_job(args: argparse.Namespace, evaluate_after: bool) -> dict:
     from .pipeline import retrain
+    if getattr(args, "arch", None):
+        if args.resume:
+            raise UserError("--arch sets the architecture of a new run; give no --arch with --resume")
+        args.overrides = [*args.overrides, f"model.genotype={_arch_genotype(args.arch)}"]
     cfg, run, ds, device, searching = _open_job(args, train=True, test=evaluate_after,
                                                 search="if_enabled" if args.command == "run" else "never")
     found = {}
@@ -96,7 +113,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .search.loop import GENOTYPE_FILE, run_search
     cfg, run, ds, device, _ = _open_job(args, train=False, test=False, search="always")
     found = run_search(cfg, run, ds, device, progress=not args.quiet)
-    run.write_summary({"command": "search", "run": str(run.path), **found})
+    from .pipeline import input_spec
+    run.write_summary({"command": "search", "run": str(run.path), **found, "input": input_spec(ds)})
     print(f"{cfg.search.sampler} search: validation accuracy {100 * found['score']:.2f}% "
           f"({found['params']:,} parameters)")
     print(f"genotype: {run.path / GENOTYPE_FILE}")
@@ -120,6 +138,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _retrain_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
+    p.add_argument("--arch", metavar="PATH", help="the architecture to train: an fsnas export folder, a search run "
+                                                  "folder or a genotype file (sets model.genotype)")
     p.add_argument("--no-eval", action="store_true", help="train only; skip the test episodes")
 
 
@@ -130,6 +150,51 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         _print_results(summary)
     else:
         print(f"trained: {Path(summary['run']) / 'model.pt'}")
+    return 0
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a run folder (fsnas search, retrain or run), a genotype file, or a backbone name "
+                                  "(conv4, resnet12: initial weights)")
+    p.add_argument("overrides", nargs="*", help="data.* overrides for reading the run's data, e.g. data.root=...")
+    p.add_argument("--out", required=True, help="folder to create (must not exist or be empty)")
+    p.add_argument("--pick", default="best", help="best | top:K | pareto:K (score against parameters) for runs "
+                                                  "with several candidates (default: best)")
+    p.add_argument("--device", default="auto", help="device to measure latency on: auto, cpu, cuda, cuda:1")
+    p.add_argument("--latency-batch", type=int, default=80, help="second batch size timed (default 80: a 5-way "
+                                                                 "1-shot episode with 15 queries)")
+    p.add_argument("--latency-repeats", type=int, default=50, help="timed runs at batch 1 (half as many at the "
+                                                                   "second batch size; default 50)")
+    p.add_argument("--input", default="1x28x28", help="CxHxW for a genotype file or backbone name (default 1x28x28)")
+
+
+@command("export", "the result of a run as a plain PyTorch backbone: weights, TorchScript, ONNX, model card",
+         _export_args)
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+    from .pipeline import resolve_device
+    bad = [o for o in args.overrides if not o.split("=", 1)[0].startswith(("data.", "device"))]
+    if bad:
+        raise UserError(f"export takes only data.* overrides; '{bad[0]}' would change the run it exports")
+    try:
+        c, h, w = (int(v) for v in args.input.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--input {args.input!r}: give CxHxW, e.g. 3x84x84") from None
+    if h != w or min(c, h) < 1:
+        raise UserError(f"--input {args.input!r}: give a positive square size CxHxH, e.g. 3x84x84")
+    if args.latency_batch < 1 or args.latency_repeats < 1:
+        raise UserError("--latency-batch and --latency-repeats must be at least 1")
+    cards = export(args.source, args.out, args.pick, resolve_device(args.device), args.overrides,
+                   args.latency_batch, in_channels=c, image_size=h, latency_repeats=args.latency_repeats)
+    for card in cards:
+        acc = card["accuracy"][0] if card["accuracy"] else None
+        score = (f"{acc['n_way']}-way {acc['k_shot']}-shot {100 * acc['accuracy']:.2f} ± {100 * acc['ci95']:.2f}%"
+                 if acc else f"search score {100 * card['search_score']:.2f}%" if card["search_score"] is not None
+                 else "not evaluated")
+        print(f"rank {card['rank']}: {card['parameters']:,} parameters, "
+              f"{card['latency']['batch_1']['median_ms']:.2f} ms (batch 1, {card['latency']['device']['type']}), "
+              f"{score}")
+    print(f"exported: {args.out}")
     return 0
 
 

@@ -97,6 +97,11 @@ def environment() -> dict:
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
+def input_spec(ds: FewShotDataset) -> dict:
+    """What a backbone trained on ``ds`` expects: [C, H, W] and the normalisation of [0, 1] pixels."""
+    return {"shape": list(ds.image_shape), "mean": list(ds.mean), "std": list(ds.std), "dataset": ds.name}
+
+
 def evaluate_tasks(cfg: RunConfig, ds: FewShotDataset, learner: Learner, device: torch.device, run: RunDir,
                    progress: bool = True) -> list[dict]:
     """Every task of ``cfg.eval`` on the same seeded episodes; one metrics line and one result per task."""
@@ -153,7 +158,7 @@ def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.devic
                          "final_loss": result.final_loss, "final_accuracy": result.final_accuracy,
                          "best_val_accuracy": result.best_val_accuracy, "best_step": result.best_step,
                          "weights": "best validation" if best is not None else "last step"},
-               "device": str(device), "environment": environment(), "seed": cfg.seed}
+               "device": str(device), "environment": environment(), "seed": cfg.seed, "input": input_spec(ds)}
     if evaluate_after:
         summary.update(headline(evaluate_tasks(cfg, ds, learner, device, run, progress)))
     run.write_summary(summary)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
+
+log = logging.getLogger(__name__)
 
 
 def decode_image(path: Path, size: int, mode: str) -> np.ndarray:
@@ -24,6 +27,6 @@ def decode_images(files: list[Path], size: int, mode: str = "RGB") -> torch.Tens
     channels = 1 if mode == "L" else 3
     out = np.empty((len(files), channels, size, size), dtype=np.uint8)
     for i, f in enumerate(tqdm(files, desc="decoding images", unit="img", leave=False,
-                               disable=len(files) < 2000)):
+                               disable=len(files) < 2000 or not log.isEnabledFor(logging.INFO))):
         out[i] = decode_image(f, size, mode)
     return torch.from_numpy(out)

@@ -1,0 +1,68 @@
+"""``fsnas export SOURCE --out DIR``: resolve the source, pick candidates, write one folder per model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..runs import atomic_write_bytes
+from .pick import parse_pick, pick_ranks
+from .sources import ExportError, candidate_scores, from_architecture, from_retrain_run, from_search_run
+from .writer import CARD_FILE, check_out_dir, write_export
+
+
+def resolve(source: str, pick: str, overrides: list[str], in_channels: int, image_size: int, seed: int):
+    path = Path(source)
+    if not path.is_dir():
+        parse_pick(pick)
+        return from_architecture(source, in_channels, image_size, seed)
+    if (path / CARD_FILE).is_file():
+        raise ExportError(f"{path} is already an export folder; copy it, or export the run it came from")
+    if not (path / "config.yaml").is_file():
+        raise ExportError(f"{path} is not a run folder (no config.yaml); give a folder fsnas search, retrain or "
+                          f"run wrote, a genotype file or a backbone name")
+    if (path / "model.pt").is_file():  # retrain / run: one trained model
+        kind, k = parse_pick(pick)
+        if k > 1:
+            raise ExportError(f"--pick {pick}: {path} holds one trained model; use --pick best")
+        return from_retrain_run(path, overrides)
+    rows = candidate_scores(path)
+    if not rows:
+        raise ExportError(f"{path} holds no finished search (no candidates.json) and no trained model (no model.pt); "
+                          f"finish it first with --resume {path}")
+    return from_search_run(path, overrides, pick_ranks(rows, pick))
+
+
+def export(source: str, out: str | Path, pick: str = "best", device: torch.device | str = "cpu",
+           overrides: list[str] = (), latency_batch: int = 80, in_channels: int = 1, image_size: int = 28,
+           seed: int = 0, latency_repeats: int = 50) -> list[dict]:
+    """Export ``source`` (a run folder, genotype file or backbone name) to ``out``; the model cards written.
+
+    One model: ``out`` is its folder.  Several (``top:K``/``pareto:K``): ``out/rank<R>/`` each, plus
+    ``out/index.json``."""
+    out = Path(out)
+    check_out_dir(out)
+    items = resolve(source, pick, list(overrides), in_channels, image_size, seed)
+    device = torch.device(device)
+    if len(items) == 1:
+        return [write_export(items[0], out, device, latency_batch, str(source), latency_repeats)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        cards = [write_export(item, tmp / f"rank{item.rank}", device, latency_batch, str(source), latency_repeats)
+                 for item in items]
+        index = [{"folder": f"rank{item.rank}", "rank": item.rank, "search_score": c["search_score"],
+                  "parameters": c["parameters"], "macs": c["macs"],
+                  "latency_ms_batch_1": c["latency"]["batch_1"]["median_ms"]} for item, c in zip(items, cards)]
+        atomic_write_bytes(tmp / "index.json", (json.dumps({"pick": pick, "models": index}, indent=2) + "\n").encode())
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+        return cards
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
