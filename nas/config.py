@@ -232,6 +232,9 @@ def _factory_params(factory: Any, skip: tuple[str, ...]) -> dict[str, inspect.Pa
     return out
 
 
+LEARNER_GIVEN = ("n_way", "in_shape")  # learner parameters the pipeline fills from train.episode and the data
+
+
 def check_config(cfg: RunConfig) -> None:
     """Checks that need no data: names in registries, option names and types, value ranges."""
     for key, name, registry in (("data.dataset", cfg.data.dataset, DATASETS), ("model.name", cfg.model.name, MODELS),
@@ -241,8 +244,16 @@ def check_config(cfg: RunConfig) -> None:
     _check_options("data.options", cfg.data.options, loader_options(cfg.data.dataset), f"dataset {cfg.data.dataset}")
     _check_options("model.options", cfg.model.options, _factory_params(MODELS[cfg.model.name], ("in_channels",)),
                    f"model {cfg.model.name}")
-    _check_options("train.options", cfg.train.options, _factory_params(LEARNERS[cfg.train.learner], ("self", "model")),
-                   f"learner {cfg.train.learner}")
+    learner_params = _factory_params(LEARNERS[cfg.train.learner], ("self", "model"))
+    _check_options("train.options", cfg.train.options,
+                   {k: v for k, v in learner_params.items() if k not in LEARNER_GIVEN}, f"learner {cfg.train.learner}")
+    if "n_way" in learner_params:  # a learner with an n_way classifier head (MAML) tests the ways it learned
+        for i, task in enumerate(cfg.eval.tasks):
+            if task.n_way != cfg.train.episode.n_way:
+                raise ConfigError(f"eval.tasks.{i}.n_way: learner {cfg.train.learner} meta-trains a "
+                                  f"{cfg.train.episode.n_way}-way head and cannot test {task.n_way}-way tasks; "
+                                  f"set train.episode.n_way={task.n_way} or test {cfg.train.episode.n_way}-way",
+                                  key=f"eval.tasks.{i}.n_way")
     _check_search(cfg.search)
     if cfg.model.genotype is not None:
         _check_genotype_file(cfg.model.genotype)

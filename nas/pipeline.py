@@ -3,6 +3,7 @@ check the config against the data, retrain, evaluate, and write the run folder."
 
 from __future__ import annotations
 
+import inspect
 import logging
 import platform
 import time
@@ -15,7 +16,7 @@ from meta.data import DatasetError, FewShotDataset, load_dataset
 from meta.data.cache import default_cache_dir
 from meta.episodes import EpisodeSampler, check_episode_fits
 from meta.evaluation import evaluate
-from meta.learners import Learner, create_learner
+from meta.learners import LEARNERS, Learner, create_learner
 from search_spaces import FixedGenotype, Genotype, build_network, load_genotype
 
 from .config import RunConfig
@@ -26,6 +27,7 @@ from .train import meta_train
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
+LEARNER_FILE = "learner.pt"  # what a learner predicts with besides the backbone (a MAML head, inner rates)
 GENOTYPE_FILE = "genotype.yaml"
 
 
@@ -80,11 +82,14 @@ def build_model(cfg: RunConfig, ds: FewShotDataset) -> nn.Module:
     return build_network(model_genotype(cfg), in_channels=ds.image_shape[0])
 
 
-def build_learner(cfg: RunConfig, model: nn.Module, device: torch.device) -> Learner:
+def build_learner(cfg: RunConfig, model: nn.Module, device: torch.device,
+                  in_shape: tuple[int, ...] | None = None) -> Learner:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    accepted = inspect.signature(LEARNERS[cfg.train.learner]).parameters
+    given = {k: v for k, v in (("n_way", cfg.train.episode.n_way), ("in_shape", in_shape)) if k in accepted}
     try:
-        learner = create_learner(cfg.train.learner, model.to(device), **cfg.train.options)
+        learner = create_learner(cfg.train.learner, model.to(device), **given, **cfg.train.options).to(device)
     except ValueError as exc:
         raise ConfigError(f"train.options: {exc}", key="train.options") from None
     learner.bn_mode = cfg.eval.bn_mode
@@ -142,13 +147,16 @@ def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.devic
     """Meta-train the configured backbone with the configured learner; optionally evaluate it; write summary."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, ds)
-    learner = build_learner(cfg, model, device)
+    learner = build_learner(cfg, model, device, ds.image_shape)
     result = meta_train(cfg, ds, learner, run, device, progress=progress)
 
     best = run.load_checkpoint("best") if cfg.train.val_every else None
     if best is not None:  # report and keep the weights that validated best
         learner.model.load_state_dict(best["model"])
+        learner.load_trained_state(best.get("learner", {}))
     torch.save(learner.model.state_dict(), run.path / MODEL_FILE)
+    if learner.trained_state():
+        torch.save(learner.trained_state(), run.path / LEARNER_FILE)
     genotype = model_genotype(cfg)
     genotype.save(run.path / GENOTYPE_FILE)
     summary = {"command": "retrain", "run": str(run.path), "model": genotype.to_dict(), "learner": cfg.train.learner,
@@ -180,7 +188,18 @@ def load_trained(run_dir: Path, cfg: RunConfig, ds: FewShotDataset, device: torc
     except Exception as exc:
         raise UserError(f"{weights} does not hold weights for the {genotype.kind} backbone of {saved} "
                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-    return build_learner(cfg, model, device)
+    learner = build_learner(cfg, model, device, ds.image_shape)
+    extra = Path(run_dir) / LEARNER_FILE
+    if extra.is_file():
+        try:
+            learner.load_trained_state(torch.load(extra, map_location=device, weights_only=True))
+        except Exception as exc:
+            raise UserError(f"{extra} does not hold the {cfg.train.learner} state of this run "
+                            f"({type(exc).__name__}); it is never unpickled as code") from None
+    elif learner.trained_state():
+        raise UserError(f"{run_dir} has no {LEARNER_FILE}, which a {cfg.train.learner} learner needs (its head); "
+                        f"retrain the run")
+    return learner
 
 
 def evaluate_run(cfg: RunConfig, trained_dir: Path, run: RunDir, ds: FewShotDataset, device: torch.device,

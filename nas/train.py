@@ -86,7 +86,7 @@ def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir
             if best_acc is None or res.accuracy > best_acc:
                 best_acc, best_step = res.accuracy, done
                 run.save_checkpoint("best", {"step": done, "model": learner.model.state_dict(),
-                                             "val_accuracy": res.accuracy})
+                                             "learner": learner.trained_state(), "val_accuracy": res.accuracy})
         if done % tc.checkpoint_every == 0 or done == tc.steps:
             run.save_checkpoint("last", {"step": done, "learner": learner.state_dict(), "rng": torch.get_rng_state(),
                                          "best_acc": best_acc, "best_step": best_step})

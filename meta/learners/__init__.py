@@ -1,6 +1,7 @@
-"""Learners: ProtoNet now; MAML/FOMAML/ANIL, MTL and fine-tune register here the same way."""
+"""Learners: ProtoNet, MAML (first/second order, ANIL, Meta-SGD); MTL and fine-tune register the same way."""
 
 from .base import Learner
+from .maml import MAML, FastModel, MetaModel
 from .protonet import ProtoNet, prototype_logits, prototypes
 from .registry import LEARNERS
 
@@ -9,4 +10,4 @@ def create_learner(name: str, model, **options) -> Learner:
     return LEARNERS[name](model, **options)
 
 
-__all__ = ["LEARNERS", "Learner", "ProtoNet", "create_learner", "prototype_logits", "prototypes"]
+__all__ = ["LEARNERS", "FastModel", "Learner", "MAML", "MetaModel", "ProtoNet", "create_learner", "prototype_logits", "prototypes"]

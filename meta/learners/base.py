@@ -7,7 +7,7 @@ A learner wraps any ``nn.Module`` backbone (it never builds one) together with i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -29,6 +29,25 @@ class Learner(ABC):
     def predict(self, episode: Episode) -> torch.Tensor:
         """Query logits [n_query_total, n_way] after using the episode's support set."""
 
+    def outer_step(self, episodes: Sequence[Episode], query_logits: Callable[[Episode], torch.Tensor],
+                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, float]:
+        """One optimiser step on the query loss averaged over the meta-batch (one backward per episode,
+        so only one episode's graph is alive at a time)."""
+        from ..evaluation import accuracy
+        self.optimizer.zero_grad(set_to_none=True)
+        losses, accs = [], []
+        for ep in episodes:
+            logits = query_logits(ep)
+            loss = loss_fn(logits, ep.query_y) / len(episodes)
+            loss.backward()
+            losses.append(loss.item() * len(episodes))
+            accs.append(accuracy(logits.detach(), ep.query_y))
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return {"loss": sum(losses) / len(losses), "accuracy": sum(accs) / len(accs),
+                "lr": self.optimizer.param_groups[0]["lr"]}
+
     def to(self, device: torch.device | str) -> "Learner":
         self.model.to(device)
         return self
@@ -38,6 +57,13 @@ class Learner(ABC):
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
         return state
+
+    def trained_state(self) -> dict:
+        """What prediction needs besides the backbone's weights (a MAML head, inner rates); {} if nothing."""
+        return {}
+
+    def load_trained_state(self, state: dict) -> None:
+        """Restore what ``trained_state`` returned."""
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])

@@ -10,7 +10,6 @@ from torch import nn
 
 from ..batchnorm import use_bn_mode
 from ..episodes import Episode
-from ..evaluation import accuracy
 from ..losses import create_loss
 from .base import Learner
 from .registry import LEARNERS
@@ -52,19 +51,7 @@ class ProtoNet(Learner):
 
     def meta_train_step(self, episodes: Sequence[Episode]) -> dict[str, float]:
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        losses, accs = [], []
-        for ep in episodes:
-            logits = self._logits(ep)
-            loss = self.loss(logits, ep.query_y) / len(episodes)
-            loss.backward()
-            losses.append(loss.item() * len(episodes))
-            accs.append(accuracy(logits.detach(), ep.query_y))
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        return {"loss": sum(losses) / len(losses), "accuracy": sum(accs) / len(accs),
-                "lr": self.optimizer.param_groups[0]["lr"]}
+        return self.outer_step(episodes, self._logits, self.loss)
 
     @torch.no_grad()
     def predict(self, episode: Episode) -> torch.Tensor:

@@ -188,3 +188,20 @@ def test_bad_genotype_file(tiny_config, tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("space: darts\nnormal: {nodes: [[[warp, 0]]]}\nreduce: {nodes: [[[warp, 0]]]}\n")
     err = bad_run(tmp_path, capsys, "run", tiny_config, f"model.genotype={tmp_path / 'bad.yaml'}")
     assert "unknown op 'warp'" in err
+
+
+def test_maml_run_saves_its_head_and_evaluate_reproduces_it(tiny_config, tmp_path, capsys):
+    maml = ["train.learner=maml", "train.options={steps: 1, order: first, anil: true}",
+            "eval.tasks=[{n_way: 5, k_shot: 1, n_query: 5}]", "eval.bn_mode=transductive"]
+    run = tmp_path / "maml"
+    assert fsnas("run", tiny_config, *maml, "--out", run) == 0
+    assert (run / "learner.pt").is_file()
+    head = torch.load(run / "learner.pt", weights_only=True)["meta"]
+    assert set(head) == {"head.weight", "head.bias"}
+    first = json.loads((run / "summary.json").read_text())
+    assert fsnas("evaluate", run, "--out", tmp_path / "again") == 0
+    again = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert again["accuracy"] == first["accuracy"]
+    capsys.readouterr()
+    assert fsnas("run", tiny_config, *maml[:2], "eval.tasks.0.n_way=3", "--out", tmp_path / "bad") == 2
+    assert "train.episode.n_way=3" in capsys.readouterr().err and not (tmp_path / "bad").exists()
