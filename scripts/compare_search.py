@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -30,23 +32,24 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def fsnas(*args: str) -> None:
+def fsnas(*args: str, threads: int | None = None) -> None:
     cmd = [sys.executable, "-m", "nas.cli", "-q", *args]
     print("$", " ".join(cmd[2:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    subprocess.run(cmd, check=True, cwd=REPO, env=env)
 
 
 def finished(run: Path) -> bool:
     return (run / "summary.json").is_file()
 
 
-def ensure_run(run: Path, *args: str) -> dict:
+def ensure_run(run: Path, *args: str, threads: int | None = None) -> dict:
     """Run ``fsnas args --out run``; resume it if a killed attempt left the folder; skip it if finished."""
     if not finished(run):
         if (run / "config.yaml").is_file():
-            fsnas(args[0], "--resume", str(run))
+            fsnas(args[0], "--resume", str(run), threads=threads)
         else:
-            fsnas(*args, "--out", str(run))
+            fsnas(*args, "--out", str(run), threads=threads)
     return json.loads((run / "summary.json").read_text())
 
 
@@ -119,6 +122,8 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=1000)
     p.add_argument("--rank-episodes", type=int, default=200)
     p.add_argument("--search-overrides", nargs="*", default=[], help="extra overrides for every search")
+    p.add_argument("--jobs", type=int, default=1, help="retrains at once, one thread each when > 1 (on 2 cores, "
+                                                       "two 1-thread jobs beat one 2-thread job on these small nets)")
     args = p.parse_args()
     out = args.out.resolve()
     steps = args.retrain_steps
@@ -127,24 +132,33 @@ def main() -> None:
                          f"train.checkpoint_every={max(steps // 10, 1)}", f"eval.episodes={args.eval_episodes}",
                          "eval.tasks=[{n_way: 20, k_shot: 1, n_query: 15}]"]
 
-    def retrain(name: str, genotype: Path | None) -> dict:
+    def train(name: str, genotype: Path | None) -> dict:
         model = [f"model.genotype={genotype}"] if genotype else ["model.name=conv4"]
-        s = ensure_run(out / "retrain" / name, "retrain", str(args.retrain_config), *retrain_overrides, *model)
-        r = s["results"][0]
+        return ensure_run(out / "retrain" / name, "retrain", str(args.retrain_config), *retrain_overrides, *model,
+                          threads=1 if args.jobs > 1 else None)
+
+    def retrain(name: str, genotype: Path | None) -> dict:
+        r = train(name, genotype)["results"][0]  # finished runs are read, not rerun
         return {"name": name, "genotype": str(genotype) if genotype else "conv4", "accuracy": r["accuracy"],
                 "ci95": r["ci95"], "episodes": r["episodes"], "run": str(out / "retrain" / name),
                 **latency(genotype, 15, 20)}
 
-    rows, searches = [], []
+    searches = []
     for sampler in args.samplers:
         for seed in args.seeds:
             run = out / "search" / f"{sampler}-seed{seed}"
             found = ensure_run(run, "search", f"configs/search/omniglot_{sampler}_cpu.yaml", f"seed={seed}",
                                *args.search_overrides)
             searches.append({"sampler": sampler, "seed": seed, "run": str(run), "val_score": found["score"]})
-            rows.append({"group": sampler, "seed": seed, **retrain(f"{sampler}-seed{seed}", run / "genotype.yaml")})
     random_paths = random_architectures(REPO / "configs/search/omniglot_spos_cpu.yaml", args.random,
                                         args.random_seed, out / "random")
+    # all retrains first (in parallel with --jobs), then latency, measured one model at a time
+    todo = [(f"{s['sampler']}-seed{s['seed']}", Path(s["run"]) / "genotype.yaml") for s in searches]
+    todo += [(p.stem, p) for p in random_paths] + [("conv4", None)]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda item: train(*item), todo))
+    rows = [{"group": s["sampler"], "seed": s["seed"],
+             **retrain(f"{s['sampler']}-seed{s['seed']}", Path(s["run"]) / "genotype.yaml")} for s in searches]
     random_rows = [{"group": "random", **retrain(path.stem, path)} for path in random_paths]
     rows += random_rows + [{"group": "conv4", **retrain("conv4", None)}]
     median = statistics.median(r["accuracy"] for r in random_rows)
