@@ -58,6 +58,7 @@ class TrainConfig:
     options: dict = field(default_factory=dict)  # learner options (lr, lr_step, ...)
     steps: int = 1000  # meta-train steps (outer updates)
     meta_batch: int = 1  # episodes per step
+    hard_tasks: int = 0  # extra tasks per step built from the step's failure classes (MTL's hard-task meta-batch)
     split: str = "train"
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     log_every: int = 50
@@ -267,6 +268,7 @@ def check_config(cfg: RunConfig) -> None:
                        ("train.val_episodes", cfg.train.val_episodes), ("eval.episodes", cfg.eval.episodes)):
         _positive(key, value)
     _positive("train.val_every", cfg.train.val_every, 0)
+    _positive("train.hard_tasks", cfg.train.hard_tasks, 0)
     if not cfg.eval.tasks:
         raise ConfigError("eval.tasks: empty; give at least one task such as {n_way: 5, k_shot: 1, n_query: 15}")
     for key, ep in [("train.episode", cfg.train.episode)] + [(f"eval.tasks.{i}", t) for i, t in enumerate(cfg.eval.tasks)]:

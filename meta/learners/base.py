@@ -32,21 +32,24 @@ class Learner(ABC):
     def outer_step(self, episodes: Sequence[Episode], query_logits: Callable[[Episode], torch.Tensor],
                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, float]:
         """One optimiser step on the query loss averaged over the meta-batch (one backward per episode,
-        so only one episode's graph is alive at a time)."""
+        so only one episode's graph is alive at a time).  Reports each task's worst class in
+        ``hard_classes`` for the hard-task meta-batch."""
         from ..evaluation import accuracy
+        from ..hard_tasks import hardest_class
         self.optimizer.zero_grad(set_to_none=True)
-        losses, accs = [], []
+        losses, accs, hard = [], [], []
         for ep in episodes:
             logits = query_logits(ep)
             loss = loss_fn(logits, ep.query_y) / len(episodes)
             loss.backward()
             losses.append(loss.item() * len(episodes))
             accs.append(accuracy(logits.detach(), ep.query_y))
+            hard.append(hardest_class(logits.detach(), ep))
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         return {"loss": sum(losses) / len(losses), "accuracy": sum(accs) / len(accs),
-                "lr": self.optimizer.param_groups[0]["lr"]}
+                "lr": self.optimizer.param_groups[0]["lr"], "hard_classes": hard}
 
     def to(self, device: torch.device | str) -> "Learner":
         self.model.to(device)

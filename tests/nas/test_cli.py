@@ -205,3 +205,11 @@ def test_maml_run_saves_its_head_and_evaluate_reproduces_it(tiny_config, tmp_pat
     capsys.readouterr()
     assert fsnas("run", tiny_config, *maml[:2], "eval.tasks.0.n_way=3", "--out", tmp_path / "bad") == 2
     assert "train.episode.n_way=3" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_hard_task_meta_batch_trains_on_failure_classes(tiny_config, tmp_path):
+    run = tmp_path / "ht"
+    assert fsnas("retrain", tiny_config, "train.meta_batch=2", "train.hard_tasks=1", "--no-eval", "--out", run) == 0
+    train = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(x)["phase"] == "train"]
+    assert train and all(0.0 <= r["hard_accuracy"] <= 1.0 for r in train)
