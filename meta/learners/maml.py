@@ -147,8 +147,12 @@ class MAML(Learner):
         self.model, self.n_way, self.steps = model, n_way, steps
         self.test_steps = steps if test_steps is None else test_steps
         self.loss = create_loss(loss)
-        self.optimizer = torch.optim.Adam(self.meta.meta_parameters(), lr=lr, weight_decay=weight_decay)
+        self.optimizer = torch.optim.Adam(self.trainable_parameters(), lr=lr, weight_decay=weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, lr_step, lr_gamma) if lr_step else None
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the outer loop updates: backbone, head and (Meta-SGD) inner rates."""
+        return self.meta.meta_parameters()
 
     def to(self, device: torch.device | str) -> "MAML":
         self.meta.to(device)
