@@ -50,6 +50,7 @@ class ModelConfig:
     name: str = "conv4"  # a fixed backbone (conv4, resnet12) when no genotype is given
     options: dict = field(default_factory=dict)  # passed to the model factory; in_channels comes from the data
     genotype: str | None = None  # a genotype file (YAML/JSON, e.g. from fsnas search): overrides name/options
+    weights: str | None = None  # start from these backbone weights (a run's model.pt, an export's weights.pt)
 
 
 @dataclass
@@ -218,7 +219,7 @@ def _check_options(key: str, options: dict, params: dict[str, inspect.Parameter]
                               f"got {value!r}", key=f"{key}.{name}")
 
 
-def _factory_params(factory: Any, skip: tuple[str, ...]) -> dict[str, inspect.Parameter]:
+def factory_params(factory: Any, skip: tuple[str, ...]) -> dict[str, inspect.Parameter]:
     """Keyword parameters of a factory; for a class whose __init__ passes **options on to its base class,
     the base class's parameters too."""
     out: dict[str, inspect.Parameter] = {}
@@ -243,9 +244,9 @@ def check_config(cfg: RunConfig) -> None:
         if name not in registry:
             raise ConfigError(f"{key}: unknown name '{name}'; choose one of {', '.join(sorted(registry))}", key=key)
     _check_options("data.options", cfg.data.options, loader_options(cfg.data.dataset), f"dataset {cfg.data.dataset}")
-    _check_options("model.options", cfg.model.options, _factory_params(MODELS[cfg.model.name], ("in_channels",)),
+    _check_options("model.options", cfg.model.options, factory_params(MODELS[cfg.model.name], ("in_channels",)),
                    f"model {cfg.model.name}")
-    learner_params = _factory_params(LEARNERS[cfg.train.learner], ("self", "model"))
+    learner_params = factory_params(LEARNERS[cfg.train.learner], ("self", "model"))
     _check_options("train.options", cfg.train.options,
                    {k: v for k, v in learner_params.items() if k not in LEARNER_GIVEN}, f"learner {cfg.train.learner}")
     if "n_way" in learner_params:  # a learner with an n_way classifier head (MAML) tests the ways it learned
@@ -258,6 +259,9 @@ def check_config(cfg: RunConfig) -> None:
     _check_search(cfg.search)
     if cfg.model.genotype is not None:
         _check_genotype_file(cfg.model.genotype)
+    if cfg.model.weights is not None and not Path(cfg.model.weights).is_file():
+        raise ConfigError(f"model.weights: {cfg.model.weights} does not exist; give a model.pt of a finished run or "
+                          f"the weights.pt of an export folder", key="model.weights")
     loss = cfg.train.options.get("loss")
     if loss is not None and loss not in LOSSES:
         raise ConfigError(f"train.options.loss: unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
@@ -289,10 +293,10 @@ def _check_search(sc: SearchConfig) -> None:
     for key, name, registry in (("search.space", sc.space, SPACES), ("search.sampler", sc.sampler, SAMPLERS)):
         if name not in registry:
             raise ConfigError(f"{key}: unknown name '{name}'; choose one of {', '.join(sorted(registry))}", key=key)
-    _check_options("search.space_options", sc.space_options, _factory_params(SPACES[sc.space], ("self", "in_channels")),
+    _check_options("search.space_options", sc.space_options, factory_params(SPACES[sc.space], ("self", "in_channels")),
                    f"space {sc.space}")
     _check_options("search.sampler_options", sc.sampler_options,
-                   _factory_params(SAMPLERS[sc.sampler], ("self", "supernet", "steps", "seed")), f"sampler {sc.sampler}")
+                   factory_params(SAMPLERS[sc.sampler], ("self", "supernet", "steps", "seed")), f"sampler {sc.sampler}")
     if sc.sampler == "gdas" and sc.space_options.get("weighting", "softmax") != "gumbel":
         raise ConfigError("search.space_options.weighting: the gdas sampler needs weighting: gumbel")
     ev = sc.evolution

@@ -3,7 +3,6 @@ check the config against the data, retrain, evaluate, and write the run folder."
 
 from __future__ import annotations
 
-import inspect
 import logging
 import platform
 import time
@@ -19,7 +18,7 @@ from meta.evaluation import evaluate
 from meta.learners import LEARNERS, Learner, create_learner
 from search_spaces import FixedGenotype, Genotype, build_network, load_genotype
 
-from .config import RunConfig
+from .config import RunConfig, factory_params
 from .errors import ConfigError, UserError
 from .runs import RunDir
 from .train import meta_train
@@ -79,14 +78,23 @@ def model_genotype(cfg: RunConfig) -> Genotype:
 
 
 def build_model(cfg: RunConfig, ds: FewShotDataset) -> nn.Module:
-    return build_network(model_genotype(cfg), in_channels=ds.image_shape[0])
+    """The configured backbone, freshly initialised or (``model.weights``) loaded from a state dict."""
+    model = build_network(model_genotype(cfg), in_channels=ds.image_shape[0])
+    if cfg.model.weights is not None:
+        try:
+            model.load_state_dict(torch.load(cfg.model.weights, map_location="cpu", weights_only=True))
+        except Exception as exc:
+            raise ConfigError(f"model.weights: {cfg.model.weights} does not hold weights of this backbone "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); it is never unpickled "
+                              f"as code. Give the weights of the same architecture", key="model.weights") from None
+    return model
 
 
 def build_learner(cfg: RunConfig, model: nn.Module, device: torch.device,
                   in_shape: tuple[int, ...] | None = None) -> Learner:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    accepted = inspect.signature(LEARNERS[cfg.train.learner]).parameters
+    accepted = factory_params(LEARNERS[cfg.train.learner], ("self", "model"))
     given = {k: v for k, v in (("n_way", cfg.train.episode.n_way), ("in_shape", in_shape)) if k in accepted}
     try:
         learner = create_learner(cfg.train.learner, model.to(device), **given, **cfg.train.options).to(device)
@@ -139,6 +147,8 @@ def prepare(cfg: RunConfig, train: bool = True, test: bool = True,
     device = resolve_device(cfg.device)
     ds = build_dataset(cfg)
     check_against_data(cfg, ds, train=train, test=test, search=search)
+    if train and cfg.model.weights is not None:
+        build_model(cfg, ds)  # the weights must fit before any run folder is made
     return ds, device
 
 

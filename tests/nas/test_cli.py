@@ -213,3 +213,20 @@ def test_hard_task_meta_batch_trains_on_failure_classes(tiny_config, tmp_path):
     train = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()
              if json.loads(x)["phase"] == "train"]
     assert train and all(0.0 <= r["hard_accuracy"] <= 1.0 for r in train)
+
+
+def test_mtl_starts_from_given_weights_and_keeps_them_frozen(tiny_config, tmp_path, capsys):
+    base = tmp_path / "base"
+    assert fsnas("retrain", tiny_config, "train.steps=2", "--no-eval", "--out", base) == 0
+    mtl = tmp_path / "mtl"
+    assert fsnas("retrain", tiny_config, "train.learner=mtl", "train.options={steps: 2}", "train.val_every=0",
+                 f"model.weights={base / 'model.pt'}", "eval.tasks=[{n_way: 5, k_shot: 1, n_query: 5}]",
+                 "--out", mtl) == 0
+    start = torch.load(base / "model.pt", weights_only=True)
+    after = torch.load(mtl / "model.pt", weights_only=True)
+    assert all(torch.equal(start[k], after[k]) for k in start if "running" not in k and "num_batches" not in k)
+    assert set(torch.load(mtl / "learner.pt", weights_only=True)) == {"meta", "ss"}
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert fsnas("retrain", tiny_config, f"model.weights={tmp_path / 'junk.pt'}", "--out", tmp_path / "bad") == 2
+    assert "model.weights" in capsys.readouterr().err and not (tmp_path / "bad").exists()
