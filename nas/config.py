@@ -107,6 +107,17 @@ class SearchConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Many-way pretraining of the backbone before meta-training (MTL phase 1; 0 steps: none)."""
+    steps: int = 0
+    batch_size: int = 128
+    split: str = "train"
+    options: dict = field(default_factory=dict)  # meta.pretrain.Pretrainer: lr, momentum, weight_decay, loss, ...
+    log_every: int = 100
+    checkpoint_every: int = 500
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     seed: int = 0
@@ -115,6 +126,7 @@ class RunConfig:
     out_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -273,6 +285,17 @@ def check_config(cfg: RunConfig) -> None:
         _positive(key, value)
     _positive("train.val_every", cfg.train.val_every, 0)
     _positive("train.hard_tasks", cfg.train.hard_tasks, 0)
+    _positive("pretrain.steps", cfg.pretrain.steps, 0)
+    for key, value in (("pretrain.batch_size", cfg.pretrain.batch_size), ("pretrain.log_every", cfg.pretrain.log_every),
+                       ("pretrain.checkpoint_every", cfg.pretrain.checkpoint_every)):
+        _positive(key, value)
+    from meta.pretrain import Pretrainer
+    _check_options("pretrain.options", cfg.pretrain.options,
+                   factory_params(Pretrainer, ("self", "backbone", "num_classes", "feature_dim", "steps")), "pretraining")
+    loss = cfg.pretrain.options.get("loss")
+    if loss is not None and loss not in LOSSES:
+        raise ConfigError(f"pretrain.options.loss: unknown loss '{loss}'; choose one of {', '.join(LOSSES)}",
+                          key="pretrain.options.loss")
     if not cfg.eval.tasks:
         raise ConfigError("eval.tasks: empty; give at least one task such as {n_way: 5, k_shot: 1, n_query: 15}")
     for key, ep in [("train.episode", cfg.train.episode)] + [(f"eval.tasks.{i}", t) for i, t in enumerate(cfg.eval.tasks)]:

@@ -60,6 +60,11 @@ def check_against_data(cfg: RunConfig, ds: FewShotDataset, train: bool = True, t
                    ("search.val_split (with search.episode)", cfg.search.val_split, cfg.search.episode)]
     if test:
         checks += [(f"eval.tasks.{i}", cfg.eval.split, t) for i, t in enumerate(cfg.eval.tasks)]
+    if train and cfg.pretrain.steps:
+        try:
+            ds.split(cfg.pretrain.split)
+        except DatasetError as exc:
+            raise ConfigError(f"pretrain.split: {exc}", key="pretrain.split") from None
     if train and cfg.train.val_every:  # validation runs the first evaluation task on the val split
         checks.append(("train.val_split (with eval.tasks.0)", cfg.train.val_split, cfg.eval.tasks[0]))
     for key, split_name, ep in checks:
@@ -157,6 +162,11 @@ def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.devic
     """Meta-train the configured backbone with the configured learner; optionally evaluate it; write summary."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, ds)
+    pretrained = {}
+    if cfg.pretrain.steps:  # many-way pretraining first (MTL phase 1); the learner gets the pretrained backbone
+        from .pretrain import run_pretrain
+        model = model.to(device, memory_format=torch.channels_last) if cfg.channels_last else model.to(device)
+        pretrained = run_pretrain(cfg, ds, model, run, device, progress=progress)
     learner = build_learner(cfg, model, device, ds.image_shape)
     result = meta_train(cfg, ds, learner, run, device, progress=progress)
 
@@ -177,6 +187,8 @@ def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.devic
                          "best_val_accuracy": result.best_val_accuracy, "best_step": result.best_step,
                          "weights": "best validation" if best is not None else "last step"},
                "device": str(device), "environment": environment(), "seed": cfg.seed, "input": input_spec(ds)}
+    if pretrained:
+        summary["pretrain"] = pretrained
     if evaluate_after:
         summary.update(headline(evaluate_tasks(cfg, ds, learner, device, run, progress)))
     run.write_summary(summary)

@@ -230,3 +230,16 @@ def test_mtl_starts_from_given_weights_and_keeps_them_frozen(tiny_config, tmp_pa
     capsys.readouterr()
     assert fsnas("retrain", tiny_config, f"model.weights={tmp_path / 'junk.pt'}", "--out", tmp_path / "bad") == 2
     assert "model.weights" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_pretraining_phase_before_mtl(tiny_config, tmp_path):
+    run = tmp_path / "pre"
+    assert fsnas("retrain", tiny_config, "pretrain.steps=6", "pretrain.batch_size=16", "pretrain.log_every=3",
+                 "train.learner=mtl", "train.options={steps: 2}", "train.steps=2", "train.val_every=0", "--no-eval",
+                 "--out", run) == 0
+    phases = [json.loads(x)["phase"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert phases[:2] == ["pretrain", "pretrain"] and "train" in phases
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["pretrain"]["steps"] == 6 and summary["pretrain"]["classes"] == 40
+    assert torch.load(run / "checkpoints" / "pretrain.pt", weights_only=True)["step"] == 6
+    assert fsnas("retrain", tiny_config, "pretrain.options={momentum: fast}", "--out", tmp_path / "bad") == 2

@@ -1,0 +1,87 @@
+"""Many-way pretraining (MTL phase 1, and the backbone of the fine-tune baseline): the backbone plus a linear
+classifier over every class of the meta-training split (rotated classes included), trained on seeded
+mini-batches drawn uniformly over images — so a long-tailed split stays long-tailed, and the loss is
+selectable (``meta.losses``)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .data import FewShotDataset
+from .evaluation import accuracy
+from .losses import create_loss
+
+
+class ImageBatches:
+    """Batch ``i`` of ``batch_size`` (image, split-local class) pairs, a function of ``seed`` and ``i`` only."""
+
+    def __init__(self, dataset: FewShotDataset, split: str, batch_size: int, seed: int = 0) -> None:
+        self.split, self.batch_size, self.seed = dataset.split(split), int(batch_size), int(seed)
+        self.images = dataset.images
+        self.mean = torch.tensor(dataset.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(dataset.std, dtype=torch.float32).view(1, -1, 1, 1)
+        rows = int(self.split.class_ids.numel())
+        # one entry per (virtual class, image): class c of a rotated split is row c % rows turned c // rows times
+        counts = self.split.image_counts.repeat(self.split.rotations)
+        self.classes = torch.arange(self.split.num_classes).repeat_interleave(counts)
+        self.slots = torch.cat([torch.arange(int(n)) for n in counts])
+        self.rows = rows
+
+    @property
+    def num_classes(self) -> int:
+        return self.split.num_classes
+
+    def class_counts(self) -> torch.Tensor:
+        """Images per class (for class-balanced and logit-adjusted losses)."""
+        return torch.bincount(self.classes, minlength=self.num_classes)
+
+    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + index) % 2**31)
+        pick = torch.randint(len(self.classes), (self.batch_size,), generator=g)
+        y = self.classes[pick]
+        rows, turns = y % self.rows, y // self.rows
+        x = self.images[self.split.image_index[rows, self.slots[pick]]]
+        for k in range(1, self.split.rotations):
+            sel = turns == k
+            if sel.any():
+                x[sel] = torch.rot90(x[sel], k, dims=(2, 3))
+        return (x.float().div_(255.0) - self.mean) / self.std, y
+
+
+class Pretrainer:
+    """SGD with momentum and a cosine schedule over ``steps`` on backbone + linear classifier."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, feature_dim: int, steps: int, *, lr: float = 0.1,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, loss: str = "cross_entropy",
+                 loss_options: dict | None = None) -> None:
+        self.backbone = backbone
+        device = next(backbone.parameters()).device
+        self.classifier = nn.Linear(feature_dim, num_classes).to(device)
+        self.loss = create_loss(loss, **(loss_options or {}))
+        params = [*backbone.parameters(), *self.classifier.parameters()]
+        self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / max(steps, 1))))
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        self.backbone.train()
+        logits = self.classifier(self.backbone(x).flatten(1))
+        loss = self.loss(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": float(loss), "accuracy": accuracy(logits.detach(), y), "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def state_dict(self) -> dict:
+        return {"backbone": self.backbone.state_dict(), "classifier": self.classifier.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.backbone.load_state_dict(state["backbone"])
+        self.classifier.load_state_dict(state["classifier"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])

@@ -1,0 +1,51 @@
+"""The pretraining phase of a retrain run: many-way classification on the meta-training classes before
+meta-training (MTL phase 1).  Logged as phase 'pretrain', checkpointed atomically, resumed after a kill;
+the classifier is dropped afterwards and the backbone goes on to the learner."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from meta.data import FewShotDataset
+from meta.learners.maml import feature_dim
+from meta.pretrain import ImageBatches, Pretrainer
+
+from .config import RunConfig
+from .runs import RunDir
+
+log = logging.getLogger(__name__)
+
+
+def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: RunDir, device: torch.device,
+                 progress: bool = True) -> dict:
+    pc = cfg.pretrain
+    batches = ImageBatches(ds, pc.split, pc.batch_size, seed=cfg.seed)
+    trainer = Pretrainer(backbone, batches.num_classes, feature_dim(backbone, ds.image_shape), pc.steps, **pc.options)
+    start = 0
+    state = run.load_checkpoint("pretrain", map_location=device)
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        torch.set_rng_state(state["rng"])
+        start = int(state["step"])
+        run.truncate_metrics("pretrain", start)
+    window: list[dict] = []
+    for step in tqdm(range(start, pc.steps), initial=start, total=pc.steps, desc="pretrain", unit="step",
+                     disable=not progress, dynamic_ncols=True):
+        x, y = batches.batch(step)
+        x = x.to(device, memory_format=torch.channels_last) if cfg.channels_last else x.to(device)
+        window.append(trainer.step(x, y.to(device)))
+        done = step + 1
+        if done % pc.log_every == 0 or done == pc.steps:
+            run.log({"phase": "pretrain", "step": done, **{k: sum(m[k] for m in window) / len(window)
+                                                           for k in window[-1]}})
+            window = []
+        if done % pc.checkpoint_every == 0 or done == pc.steps:
+            run.save_checkpoint("pretrain", {"step": done, "trainer": trainer.state_dict(),
+                                             "rng": torch.get_rng_state()})
+    last = [r for r in run.read_metrics() if r.get("phase") == "pretrain"]
+    return {"steps": pc.steps, "classes": batches.num_classes, **({"final_loss": last[-1]["loss"],
+                                                                  "final_accuracy": last[-1]["accuracy"]} if last else {})}
