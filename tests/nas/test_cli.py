@@ -243,3 +243,20 @@ def test_pretraining_phase_before_mtl(tiny_config, tmp_path):
     assert summary["pretrain"]["steps"] == 6 and summary["pretrain"]["classes"] == 40
     assert torch.load(run / "checkpoints" / "pretrain.pt", weights_only=True)["step"] == 6
     assert fsnas("retrain", tiny_config, "pretrain.options={momentum: fast}", "--out", tmp_path / "bad") == 2
+
+
+def test_pretraining_resumes_after_sigkill_to_the_same_weights(tiny_config, tmp_path):
+    overrides = ["pretrain.steps=120", "pretrain.batch_size=32", "pretrain.checkpoint_every=5", "pretrain.log_every=5",
+                 "train.steps=2", "train.val_every=0"]
+    ref = tmp_path / "ref"
+    assert fsnas("retrain", tiny_config, *overrides, "--no-eval", "--out", ref) == 0
+    killed = tmp_path / "killed"
+    kill_after_first_checkpoint(["retrain", str(tiny_config), *overrides, "--no-eval", "--out", str(killed)],
+                                killed / "checkpoints" / "pretrain.pt")
+    step = torch.load(killed / "checkpoints" / "pretrain.pt", weights_only=True)["step"]
+    assert 0 < step < 120, "pretraining finished before it could be killed"
+    assert fsnas("retrain", "--resume", killed, "--no-eval") == 0
+    a, b = _weights(ref), _weights(killed)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == [], f"killed at pretraining step {step}"
+    steps = [r["step"] for r in RunDir(killed).read_metrics() if r["phase"] == "pretrain"]
+    assert steps == list(range(5, 121, 5))
