@@ -4,8 +4,8 @@
 
 Both loops run Conv-4 with a 5-way linear head on 28x28 5-way 1-shot tasks with 15 queries per class,
 ``--steps`` inner SGD steps, Adam outer updates.  Each (implementation, order) runs in its own process so
-peak memory is its own: CPU peak RSS above the RSS after the first (warm-up) meta-step, or CUDA
-``max_memory_allocated``.  Prints a table and the fsnas/minimal speed ratio (target >= 0.9).
+peak memory is its own: CPU peak RSS above the peak before the first meta-step (model and tasks built),
+or CUDA ``max_memory_allocated`` over the timed steps.  Prints a table and the fsnas/minimal speed ratio (target >= 0.9).
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def worker(args) -> dict:
     step = (fsnas_loop if args.impl == "fsnas" else minimal_loop)(backbone, args, device)
     batches = list(tasks(args.meta_batch * (args.iters + 1), device))
     batches = [batches[i:i + args.meta_batch] for i in range(0, len(batches), args.meta_batch)]
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # model and tasks built, no step taken
     step(batches[0])  # warm-up
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
