@@ -74,7 +74,7 @@ class Pretrainer:
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return {"loss": float(loss), "accuracy": accuracy(logits.detach(), y), "lr": self.optimizer.param_groups[0]["lr"]}
+        return {"loss": loss.item(), "accuracy": accuracy(logits.detach(), y), "lr": self.optimizer.param_groups[0]["lr"]}
 
     def state_dict(self) -> dict:
         return {"backbone": self.backbone.state_dict(), "classifier": self.classifier.state_dict(),

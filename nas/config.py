@@ -57,7 +57,7 @@ class ModelConfig:
 class TrainConfig:
     learner: str = "protonet"
     options: dict = field(default_factory=dict)  # learner options (lr, lr_step, ...)
-    steps: int = 1000  # meta-train steps (outer updates)
+    steps: int = 1000  # meta-train steps (outer updates); 0: none (a baseline, or a pretrained backbone as it is)
     meta_batch: int = 1  # episodes per step
     hard_tasks: int = 0  # extra tasks per step built from the step's failure classes (MTL's hard-task meta-batch)
     split: str = "train"
@@ -279,7 +279,11 @@ def check_config(cfg: RunConfig) -> None:
         raise ConfigError(f"train.options.loss: unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
     if cfg.data.image_size is not None:
         _positive("data.image_size", cfg.data.image_size, 8)
-    for key, value in (("train.steps", cfg.train.steps), ("train.meta_batch", cfg.train.meta_batch),
+    _positive("train.steps", cfg.train.steps, 0)
+    if cfg.train.steps and cfg.train.learner in LEARNERS and not LEARNERS[cfg.train.learner].meta_trains:
+        raise ConfigError(f"train.steps: the {cfg.train.learner} learner does not meta-train; set train.steps=0 "
+                          f"(its backbone comes from pretrain.steps or model.weights)", key="train.steps")
+    for key, value in (("train.meta_batch", cfg.train.meta_batch),
                        ("train.log_every", cfg.train.log_every), ("train.checkpoint_every", cfg.train.checkpoint_every),
                        ("train.val_episodes", cfg.train.val_episodes), ("eval.episodes", cfg.eval.episodes)):
         _positive(key, value)

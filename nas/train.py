@@ -31,8 +31,8 @@ class TrainResult:
     steps: int
     seconds: float  # training time of this process (not counting a resumed run's earlier part)
     episodes_per_second: float
-    final_loss: float
-    final_accuracy: float
+    final_loss: float | None  # None when no step ran (train.steps: 0, or resumed at the end)
+    final_accuracy: float | None
     best_val_accuracy: float | None
     best_step: int | None
 
@@ -101,5 +101,6 @@ def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir
     steps_run = tc.steps - start
     return TrainResult(steps=tc.steps, seconds=seconds,
                        episodes_per_second=steps_run * (tc.meta_batch + tc.hard_tasks) / max(seconds, 1e-9),
-                       final_loss=float(last["loss"]), final_accuracy=float(last["accuracy"]),
+                       final_loss=float(last["loss"]) if steps_run else None,
+                       final_accuracy=float(last["accuracy"]) if steps_run else None,
                        best_val_accuracy=best_acc, best_step=best_step)

@@ -5,7 +5,8 @@
 Both loops run Conv-4 with a 5-way linear head on 28x28 5-way 1-shot tasks with 15 queries per class,
 ``--steps`` inner SGD steps, Adam outer updates.  Each (implementation, order) runs in its own process so
 peak memory is its own: CPU peak RSS above the peak before the first meta-step (model and tasks built),
-or CUDA ``max_memory_allocated`` over the timed steps.  Prints a table and the fsnas/minimal speed ratio (target >= 0.9).
+or CUDA ``max_memory_allocated`` over the timed steps.  Prints a table and the fsnas/minimal speed ratio (target >= 0.9);
+first order also runs fsnas with the meta-batch as one vmap over tasks (``vmap: true``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def fsnas_loop(backbone: nn.Module, args, device):
     from meta.episodes import Episode
     from meta.learners import MAML
     learner = MAML(backbone.to(device), n_way=5, steps=args.steps, inner_lr=0.4, order=args.order,
-                   in_shape=(1, 28, 28)).to(device)
+                   in_shape=(1, 28, 28), vmap=args.impl == "fsnas-vmap").to(device)
 
     def step(batch):
         learner.meta_train_step([Episode(sx, sy, qx, qy, torch.arange(5)) for sx, sy, qx, qy in batch])
@@ -65,7 +66,7 @@ def worker(args) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(0)
     backbone = create_model("conv4", in_channels=1, hidden=args.hidden)
-    step = (fsnas_loop if args.impl == "fsnas" else minimal_loop)(backbone, args, device)
+    step = (minimal_loop if args.impl == "minimal" else fsnas_loop)(backbone, args, device)
     batches = list(tasks(args.meta_batch * (args.iters + 1), device))
     batches = [batches[i:i + args.meta_batch] for i in range(0, len(batches), args.meta_batch)]
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # model and tasks built, no step taken
@@ -93,7 +94,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=2, help="alternating runs of each implementation")
-    p.add_argument("--impl", choices=("fsnas", "minimal"), help=argparse.SUPPRESS)
+    p.add_argument("--impl", choices=("fsnas", "fsnas-vmap", "minimal"), help=argparse.SUPPRESS)
     p.add_argument("--order", default="second", choices=("first", "second"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.impl:
@@ -102,7 +103,8 @@ def main() -> None:
     rows = []
     for order in ("second", "first"):
         for _ in range(args.repeats):
-            for impl in ("minimal", "fsnas"):
+            # vmap: first order only (second order through BatchNorm is refused, see meta.learners.maml)
+            for impl in ("minimal", "fsnas") + (("fsnas-vmap",) if order == "first" else ()):
                 cmd = [sys.executable, __file__, "--impl", impl, "--order", order, "--steps", str(args.steps),
                        "--meta-batch", str(args.meta_batch), "--iters", str(args.iters), "--hidden",
                        str(args.hidden), "--device", args.device]

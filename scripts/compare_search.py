@@ -122,8 +122,9 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=1000)
     p.add_argument("--rank-episodes", type=int, default=200)
     p.add_argument("--search-overrides", nargs="*", default=[], help="extra overrides for every search")
-    p.add_argument("--jobs", type=int, default=1, help="retrains at once, one thread each when > 1 (on 2 cores, "
-                                                       "two 1-thread jobs beat one 2-thread job on these small nets)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="searches and retrains at once, one thread each when > 1 (on 2 cores, "
+                        "two 1-thread jobs beat one 2-thread job on these small nets)")
     args = p.parse_args()
     out = args.out.resolve()
     steps = args.retrain_steps
@@ -143,13 +144,15 @@ def main() -> None:
                 "ci95": r["ci95"], "episodes": r["episodes"], "run": str(out / "retrain" / name),
                 **latency(genotype, 15, 20)}
 
-    searches = []
-    for sampler in args.samplers:
-        for seed in args.seeds:
-            run = out / "search" / f"{sampler}-seed{seed}"
-            found = ensure_run(run, "search", f"configs/search/omniglot_{sampler}_cpu.yaml", f"seed={seed}",
-                               *args.search_overrides)
-            searches.append({"sampler": sampler, "seed": seed, "run": str(run), "val_score": found["score"]})
+    def search(sampler: str, seed: int) -> dict:
+        run = out / "search" / f"{sampler}-seed{seed}"
+        found = ensure_run(run, "search", f"configs/search/omniglot_{sampler}_cpu.yaml", f"seed={seed}",
+                           *args.search_overrides, threads=1 if args.jobs > 1 else None)
+        return {"sampler": sampler, "seed": seed, "run": str(run), "val_score": found["score"],
+                "search_seconds": found.get("search_seconds")}
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        searches = list(pool.map(lambda job: search(*job), [(a, s) for a in args.samplers for s in args.seeds]))
     random_paths = random_architectures(REPO / "configs/search/omniglot_spos_cpu.yaml", args.random,
                                         args.random_seed, out / "random")
     # all retrains first (in parallel with --jobs), then latency, measured one model at a time

@@ -1,6 +1,7 @@
-"""Learners: ProtoNet, MAML (first/second order, ANIL, Meta-SGD), MTL phase 2."""
+"""Learners: ProtoNet, MAML (first/second order, ANIL, Meta-SGD), MTL phase 2, the fine-tune baseline."""
 
 from .base import Learner
+from .finetune import FineTune
 from .maml import MAML, FastModel, MetaModel
 from .mtl import MTL
 from .protonet import ProtoNet, prototype_logits, prototypes
@@ -11,4 +12,4 @@ def create_learner(name: str, model, **options) -> Learner:
     return LEARNERS[name](model, **options)
 
 
-__all__ = ["LEARNERS", "FastModel", "Learner", "MAML", "MetaModel", "MTL", "ProtoNet", "create_learner", "prototype_logits", "prototypes"]
+__all__ = ["LEARNERS", "FastModel", "FineTune", "Learner", "MAML", "MetaModel", "MTL", "ProtoNet", "create_learner", "prototype_logits", "prototypes"]

@@ -20,6 +20,7 @@ class Learner(ABC):
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     bn_mode: str = "eval"  # BatchNorm at test time: see meta.batchnorm
+    meta_trains: bool = True  # False: a baseline that only predicts (its runs set train.steps: 0)
 
     @abstractmethod
     def meta_train_step(self, episodes: Sequence[Episode]) -> dict[str, float]:
@@ -30,21 +31,32 @@ class Learner(ABC):
         """Query logits [n_query_total, n_way] after using the episode's support set."""
 
     def outer_step(self, episodes: Sequence[Episode], query_logits: Callable[[Episode], torch.Tensor],
-                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, float]:
-        """One optimiser step on the query loss averaged over the meta-batch (one backward per episode,
-        so only one episode's graph is alive at a time).  Reports each task's worst class in
-        ``hard_classes`` for the hard-task meta-batch."""
+                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                   all_query_logits: Callable[[Sequence[Episode]], torch.Tensor] | None = None) -> dict[str, float]:
+        """One optimiser step on the query loss averaged over the meta-batch: one backward per episode (only
+        one episode's graph alive at a time), or with ``all_query_logits`` (stacked logits of every task,
+        e.g. from vmap) one backward for all.  Reports each task's worst class in ``hard_classes`` for the
+        hard-task meta-batch."""
         from ..evaluation import accuracy
         from ..hard_tasks import hardest_class
         self.optimizer.zero_grad(set_to_none=True)
         losses, accs, hard = [], [], []
-        for ep in episodes:
-            logits = query_logits(ep)
-            loss = loss_fn(logits, ep.query_y) / len(episodes)
-            loss.backward()
-            losses.append(loss.item() * len(episodes))
-            accs.append(accuracy(logits.detach(), ep.query_y))
-            hard.append(hardest_class(logits.detach(), ep))
+        if all_query_logits is not None:
+            stacked = all_query_logits(episodes)
+            task_losses = [loss_fn(logits, ep.query_y) for logits, ep in zip(stacked, episodes)]
+            (sum(task_losses) / len(episodes)).backward()
+            outputs = [(loss.item(), logits.detach(), ep) for loss, logits, ep in zip(task_losses, stacked, episodes)]
+        else:
+            outputs = []
+            for ep in episodes:
+                logits = query_logits(ep)
+                loss = loss_fn(logits, ep.query_y)
+                (loss / len(episodes)).backward()
+                outputs.append((loss.item(), logits.detach(), ep))
+        for loss, logits, ep in outputs:
+            losses.append(loss)
+            accs.append(accuracy(logits, ep.query_y))
+            hard.append(hardest_class(logits, ep))
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()

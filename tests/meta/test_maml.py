@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from meta.data import load_dataset
-from meta.episodes import EpisodeSampler
+from meta.episodes import Episode, EpisodeSampler
 from meta.evaluation import evaluate
 from meta.learners import MAML, MetaModel
 from search_spaces import create_model
@@ -143,3 +143,64 @@ def test_second_order_maml_learns(synthetic):
     maml.bn_mode = "transductive"
     res = evaluate(maml, EpisodeSampler(synthetic, "test", 5, 1, 5, seed=1), 40, progress=False)
     assert res.accuracy > 0.5, res.line()  # chance is 0.2 (measured: 72.5%)
+
+
+@pytest.mark.parametrize("options", [{"order": "first"}, {"anil": True, "meta_sgd": True},
+                                     {"order": "first", "bn_stats": "per_step"}])
+def test_vmap_meta_batch_gives_the_loop_gradients(synthetic, options):
+    sampler = EpisodeSampler(synthetic, "train", 3, 1, 2, seed=0)
+    episodes = [sampler.episode(i) for i in range(3)]
+    grads, bn, alone = [], [], []
+    for vmap in (False, True):
+        torch.manual_seed(0)
+        learner = MAML(create_model("conv4", in_channels=1, hidden=4).double(), n_way=3, steps=2, inner_lr=0.3, in_shape=(1, 28, 28),
+                       vmap=vmap, **options)
+        learner.meta.double()
+        with torch.no_grad():
+            learner.meta.head.weight.normal_()  # every parameter matters in the first inner step
+        eps = [type(ep)(ep.support_x.double(), ep.support_y, ep.query_x.double(), ep.query_y, ep.classes)
+               for ep in episodes]
+        learner.optimizer.step = lambda: None  # keep the gradients, not the update
+        if not vmap:  # each task alone from the same running statistics
+            start = copy.deepcopy(learner.meta.state_dict())
+            learner.meta.train()
+            for ep in eps:
+                learner.meta.load_state_dict(start)
+                learner.adapt_and_predict(ep, 2, first_order=True)
+                alone.append({n: b.clone() for n, b in learner.meta.named_buffers()})
+            learner.meta.load_state_dict(start)
+        metrics = learner.meta_train_step(eps)
+        grads.append({n: p.grad.clone() for n, p in learner.meta.named_parameters() if p.grad is not None})
+        bn.append(dict(learner.meta.named_buffers()))
+        assert len(metrics["hard_classes"]) == 3
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-9, atol=1e-11, msg=n)
+    # running statistics under vmap: the mean over tasks of what each task alone leaves
+    for n, b in bn[1].items():
+        expected = torch.stack([a[n].double() for a in alone]).mean(0).to(b.dtype) if b.is_floating_point() \
+            else alone[0][n]
+        torch.testing.assert_close(b, expected, rtol=1e-9, atol=1e-12, msg=n)
+    assert any(not torch.equal(bn[1][n], alone[0][n]) for n in bn[1] if "running_mean" in n)
+
+
+def test_vmap_refuses_second_order_through_batchnorm_and_is_exact_without_it():
+    with pytest.raises(ValueError, match="functorch#534"):
+        MAML(create_model("conv4", in_channels=1, hidden=4), n_way=3, in_shape=(1, 28, 28), vmap=True)
+    g = torch.Generator().manual_seed(0)
+    episodes = [Episode(torch.randn(6, 4, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2] * 2),
+                        torch.randn(9, 4, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2] * 3),
+                        torch.arange(3)) for _ in range(3)]
+    grads = []
+    for vmap in (False, True):
+        torch.manual_seed(0)
+        backbone = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 5), nn.Tanh()).double()
+        learner = MAML(backbone, n_way=3, steps=2, inner_lr=0.5, in_shape=(4,), vmap=vmap)
+        learner.meta.double()
+        with torch.no_grad():
+            learner.meta.head.weight.normal_()
+        learner.optimizer.step = lambda: None
+        learner.meta_train_step(episodes)
+        grads.append({n: p.grad.clone() for n, p in learner.meta.named_parameters()})
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-9, atol=1e-12, msg=n)

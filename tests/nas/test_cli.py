@@ -260,3 +260,19 @@ def test_pretraining_resumes_after_sigkill_to_the_same_weights(tiny_config, tmp_
     assert [k for k in a if not torch.equal(a[k], b[k])] == [], f"killed at pretraining step {step}"
     steps = [r["step"] for r in RunDir(killed).read_metrics() if r["phase"] == "pretrain"]
     assert steps == list(range(5, 121, 5))
+
+
+def test_fine_tune_baseline_runs_on_a_pretrained_backbone_without_meta_training(tiny_config, tmp_path):
+    run = tmp_path / "ft"
+    assert fsnas("retrain", tiny_config, "pretrain.steps=40", "pretrain.batch_size=32", "pretrain.log_every=20",
+                 "train.learner=finetune", "train.options={steps: 50}", "train.steps=0", "train.val_every=0",
+                 "--out", run) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["train"]["steps"] == 0 and summary["train"]["final_loss"] is None
+    assert [r["phase"] for r in RunDir(run).read_metrics()].count("train") == 0
+    assert summary["accuracy"] > 0.4  # 5-way: chance 0.2
+    assert torch.equal(_weights(run)["features.0.0.weight"],
+                       torch.load(run / "checkpoints" / "pretrain.pt", weights_only=True)["trainer"]["backbone"]
+                       ["features.0.0.weight"])  # frozen: the evaluated backbone is the pretrained one
+    assert fsnas("evaluate", run, "--out", tmp_path / "ev") == 0
+    assert json.loads((tmp_path / "ev" / "summary.json").read_text())["accuracy"] == summary["accuracy"]
