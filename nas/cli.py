@@ -223,6 +223,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latency_args(p: argparse.ArgumentParser) -> None:
+    from .latency.commands import add_arguments
+    add_arguments(p)
+
+
+@command("latency", "latency tables on the target device: build one for a space, measure a network, validate "
+                    "a table's predictions", _latency_args)
+def cmd_latency(args: argparse.Namespace) -> int:
+    from .latency.commands import run
+    return run(args)
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("list", "describe"), help="list: the datasets and their options; "
                                                                "describe: classes and images per split")

@@ -5,6 +5,7 @@ the classifier is dropped afterwards and the backbone goes on to the learner."""
 from __future__ import annotations
 
 import logging
+import time
 
 import torch
 from torch import nn
@@ -33,6 +34,7 @@ def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: R
         start = int(state["step"])
         run.truncate_metrics("pretrain", start)
     window: list[dict] = []
+    t0 = time.perf_counter()
     for step in tqdm(range(start, pc.steps), initial=start, total=pc.steps, desc="pretrain", unit="step",
                      disable=not progress, dynamic_ncols=True):
         x, y = batches.batch(step)
@@ -47,5 +49,6 @@ def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: R
             run.save_checkpoint("pretrain", {"step": done, "trainer": trainer.state_dict(),
                                              "rng": torch.get_rng_state()})
     last = [r for r in run.read_metrics() if r.get("phase") == "pretrain"]
-    return {"steps": pc.steps, "classes": batches.num_classes, **({"final_loss": last[-1]["loss"],
+    # seconds: this process's pretraining (not counting a resumed run's earlier part)
+    return {"steps": pc.steps, "classes": batches.num_classes, "seconds": round(time.perf_counter() - t0, 1), **({"final_loss": last[-1]["loss"],
                                                                   "final_accuracy": last[-1]["accuracy"]} if last else {})}

@@ -20,37 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def fsnas(*args: str, threads: int | None = None) -> None:
-    cmd = [sys.executable, "-m", "nas.cli", "-q", *args]
-    print("$", " ".join(cmd[2:]), flush=True)
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    subprocess.run(cmd, check=True, cwd=REPO, env=env)
-
-
-def finished(run: Path) -> bool:
-    return (run / "summary.json").is_file()
-
-
-def ensure_run(run: Path, *args: str, threads: int | None = None) -> dict:
-    """Run ``fsnas args --out run``; resume it if a killed attempt left the folder; skip it if finished."""
-    if not finished(run):
-        if (run / "config.yaml").is_file():
-            fsnas(args[0], "--resume", str(run), threads=threads)
-        else:
-            fsnas(*args, "--out", str(run), threads=threads)
-    return json.loads((run / "summary.json").read_text())
+from fsnas_runs import REPO, ensure_run
 
 
 def random_architectures(space_config: Path, n: int, seed: int, out: Path) -> list[Path]:

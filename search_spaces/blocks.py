@@ -15,6 +15,7 @@ from torch import nn
 
 from . import mbconv  # noqa: F401  (registers the MBConv ops)
 from .genotypes import BlockGenotype, Stage
+from .latency_plan import FixedPart, LatencyPlan, OpSlot, frozen_copy, input_shapes
 from .ops import create_op
 from .weighting import check_weighting, op_weights
 
@@ -133,6 +134,29 @@ class BlockSupernet(nn.Module):
             allowed = [c for c, masked in zip(self.choices, row.tolist()) if not masked]
             names.append(allowed[int(torch.randint(len(allowed), (1,), generator=generator))])
         return self._genotype(names)
+
+    # -- latency ---------------------------------------------------------------------------------
+    def latency_plan(self, image_shape: tuple[int, int, int]) -> LatencyPlan:
+        """Positions: the layers, in order; fixed: stem and pooling."""
+        groups = [[self.stem]] + [[op for op, m in zip(ops, masked) if not m]
+                                  for ops, masked in zip(self.layers, self.skip_mask.tolist())] + [[self.pool]]
+        shapes = input_shapes(self, groups, lambda: self(torch.zeros(1, *image_shape, device=self.alpha.device)))
+        positions = tuple(tuple(None if m else OpSlot(op, c_in, c_out, stride, h, w)
+                                for op, m in zip(self.choices, masked))
+                          for (c_in, c_out, stride, _), masked, (_, h, w) in
+                          zip(self.shapes, self.skip_mask.tolist(), shapes[1:-1]))
+        return LatencyPlan(self.choices, positions, (FixedPart("stem", frozen_copy(self.stem), shapes[0]),
+                                                     FixedPart("pool", frozen_copy(self.pool), shapes[-1])))
+
+    def genotype_positions(self, genotype: BlockGenotype) -> list[tuple[int, int]]:
+        """(position, op index) of every layer, positions as in ``latency_plan``."""
+        return [(p, self.op_index[n]) for p, n in enumerate(self._path_ops(genotype))]
+
+    def position_weights(self) -> torch.Tensor:
+        """[layers, choices]: the op weights of each layer (masked choices 0), differentiable in alpha."""
+        if self.weighting == "gumbel":
+            return torch.softmax(self.alpha.masked_fill(self.skip_mask, float("-inf")), -1)
+        return self.arch_weights()
 
     def subnet(self, genotype: BlockGenotype) -> BlockNetwork:
         names = self._path_ops(genotype)

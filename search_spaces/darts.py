@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .genotypes import CellGenotype, DartsGenotype, reduction_cells
+from .latency_plan import FixedPart, LatencyPlan, OpSlot, frozen_copy, input_shapes
 from .ops import OP_SETS, FactorizedReduce, ReLUConvBN, create_op
 from .weighting import check_weighting, op_weights
 
@@ -265,6 +266,42 @@ class DartsSupernet(nn.Module):
                 nodes.append(tuple((ops[int(torch.randint(len(ops), (1,), generator=generator))], s) for s in srcs))
             cells.append(CellGenotype(tuple(nodes)))
         return self._genotype(*cells)
+
+    # -- latency ---------------------------------------------------------------------------------
+    def latency_plan(self, image_shape: tuple[int, int, int]) -> LatencyPlan:
+        """Positions: every edge of every cell, in order; fixed: stem, each cell's preprocessing, pooling."""
+        edges = [edge for cell in self.cells for edge in cell.edges]
+        fixed = [("stem", self.stem)] + [(f"cell{k}.{n}", getattr(cell, n)) for k, cell in enumerate(self.cells)
+                                         for n in ("pre0", "pre1")] + [("pool", self.pool)]
+        shapes = input_shapes(self, [[m] for _, m in fixed] + [[e] for e in edges],
+                              lambda: self(torch.zeros(1, *image_shape, device=self.alpha_normal.device)))
+        fixed_shapes, edge_shapes = shapes[: len(fixed)], shapes[len(fixed):]
+        positions = tuple(tuple(None if op == "none" else OpSlot(op, c, c, edge.stride, h, w)
+                                for op in self.op_names) for edge, (c, h, w) in zip(edges, edge_shapes))
+        return LatencyPlan(self.op_names, positions,
+                           tuple(FixedPart(n, frozen_copy(m), s) for (n, m), s in zip(fixed, fixed_shapes)))
+
+    def genotype_positions(self, genotype: DartsGenotype) -> list[tuple[int, int]]:
+        """(position, op index) of every op the genotype runs, positions as in ``latency_plan``."""
+        self.check_path(genotype)
+        n_edges, out = edge_offset(self.nodes), []
+        for k, cell in enumerate(self.cells):
+            g = genotype.reduce if cell.reduction else genotype.normal
+            out += [(k * n_edges + edge_offset(i) + src, self.op_index[op])
+                    for i, node in enumerate(g.nodes) for op, src in node]
+        return out
+
+    def position_weights(self, k: int = 2) -> torch.Tensor:
+        """[positions, ops]: the expected use of each op at each position, differentiable in alpha: the op
+        weights of the edge times the share of a node's edges a derived genotype keeps (k of them)."""
+        keep = torch.tensor([min(k, i + 2) / (i + 2) for i in range(self.nodes) for _ in range(i + 2)],
+                            device=self.alpha_normal.device).unsqueeze(1)
+        rows = []
+        for cell in self.cells:
+            alpha = self.alpha_reduce if cell.reduction else self.alpha_normal
+            w = F.softmax(alpha, -1) if self.weighting == "gumbel" else self.arch_weights(alpha)
+            rows.append(w * keep)
+        return torch.cat(rows)
 
     def subnet(self, genotype: DartsGenotype) -> DartsNetwork:
         """The stand-alone network of ``genotype`` with this supernet's weights (and BN statistics)."""

@@ -1,5 +1,10 @@
-"""Latency on the target device: timing modules (and, with the latency issue, per-op lookup tables)."""
+"""Latency on the target device: timing modules, per-op lookup tables with device fingerprints, the
+predictor built on a table (plain sum or calibrated), and its validation against end-to-end timing."""
 
+from .fingerprint import device_fingerprint
 from .measure import LatencyStats, measure_latency
+from .table import LatencyPredictor, LatencyTable, LatencyTableError, build_table
+from .validate import measure_network, validate_table
 
-__all__ = ["LatencyStats", "measure_latency"]
+__all__ = ["LatencyPredictor", "LatencyStats", "LatencyTable", "LatencyTableError", "build_table",
+           "device_fingerprint", "measure_latency", "measure_network", "validate_table"]

@@ -1,10 +1,20 @@
-"""Timing a module: the statistics it reports and that it leaves the module as it found it."""
+"""Timing a module; latency tables: plans that match the networks, files, fingerprints and refusal (the CUDA
+path included, as data), the predictor, calibration and the latency commands."""
+
+import json
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
-from nas.latency import measure_latency
+from nas import cli
+from nas.latency import (LatencyPredictor, LatencyTable, LatencyTableError, build_table, device_fingerprint,
+                         measure_latency)
+from nas.latency.fingerprint import fingerprint_differences
+from nas.latency.validate import accuracy_metrics, cross_validated, fit_affine
+from nas.search.ranking import spearman_rho
+from search_spaces import build_network, create_supernet
 
 
 def test_measure_latency_statistics_and_mode():
@@ -17,3 +27,129 @@ def test_measure_latency_statistics_and_mode():
     assert cl.count == 1 and cl.var_ms2 == 0.0
     with pytest.raises(ValueError, match="repeats"):
         measure_latency(net, (1, 1, 8, 8), repeats=0)
+
+
+# -- lookup tables -------------------------------------------------------------------------------
+
+SPACES = {"darts": {"channels": 4, "cells": 3, "nodes": 2}, "blocks": {"stem_channels": 4,
+                                                                     "stages": [[8, 2, 2], [16, 2, 2]]}}
+SHAPE = (1, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return {name: build_table(name, opts, SHAPE, warmup=0, repeats=2, progress=False) for name, opts in SPACES.items()}
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+def test_plan_shapes_are_the_shapes_the_stand_alone_network_runs(space):
+    supernet = create_supernet(space, 1, **SPACES[space])
+    plan = supernet.latency_plan(SHAPE)
+    g = supernet.sample_path(torch.Generator().manual_seed(3))
+    net = build_network(g, 1)
+    ops = [m for m in (net.cells if space == "darts" else [net]) for m in (m.ops if space == "darts" else m.layers)]
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append(tuple(args[0].shape[1:]))) for m in ops]
+    net.eval()(torch.zeros(1, *SHAPE))
+    for h in hooks:
+        h.remove()
+    # ops run in genotype order, which is the order genotype_positions lists them
+    chosen = [plan.positions[p][o] for p, o in supernet.genotype_positions(g)]
+    assert [s.input_shape() for s in chosen] == seen
+    assert [type(s.build()) for s in chosen] == [type(m) for m in ops]
+
+
+def test_table_round_trip_and_bad_files(tables, tmp_path):
+    t = tables["darts"]
+    assert t.fingerprint == device_fingerprint("cpu", "float32", 1)
+    assert all(e["count"] == 2 and e["median_ms"] > 0 for e in t.entries.values())
+    t.save(tmp_path / "t.json")
+    assert LatencyTable.load(tmp_path / "t.json") == t
+    (tmp_path / "bad.json").write_text('{"format": 1, "entries": {}}')
+    with pytest.raises(LatencyTableError, match="not an fsnas latency table"):
+        LatencyTable.load(tmp_path / "bad.json")
+    with pytest.raises(LatencyTableError, match="does not exist"):
+        LatencyTable.load(tmp_path / "none.json")
+
+
+def test_a_table_from_another_device_is_refused_unless_forced(tables):
+    t = LatencyTable(**{**tables["darts"].__dict__})
+    t.fingerprint = {**t.fingerprint, "device_type": "cuda", "device": "NVIDIA H100 80GB HBM3", "cuda": "13.0",
+                     "capability": "9.0", "threads": None}
+    with pytest.raises(LatencyTableError, match=r"device_type: 'cuda' != 'cpu'.*--force"):
+        t.check_device("cpu")
+    t.check_device("cpu", force=True)
+    other_threads = {**tables["darts"].fingerprint, "threads": 64}
+    assert fingerprint_differences(other_threads, tables["darts"].fingerprint) == [
+        f"threads: 64 != {tables['darts'].fingerprint['threads']}"]
+    with pytest.raises(ValueError, match="dtype"):
+        device_fingerprint("cpu", "float64", 1)
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+def test_prediction_is_the_sum_of_entries_and_expected_latency_is_differentiable(tables, space):
+    t = tables[space]
+    supernet = create_supernet(space, 1, **SPACES[space])
+    pred = LatencyPredictor(t, supernet)
+    plan = supernet.latency_plan(SHAPE)
+    g = supernet.sample_path(torch.Generator().manual_seed(1))
+    by_hand = sum(f["median_ms"] for f in t.fixed.values()) + sum(
+        t.entries[plan.positions[p][o].key]["median_ms"] for p, o in supernet.genotype_positions(g))
+    assert pred.raw(g) == pytest.approx(by_hand, rel=1e-12) and pred.predict(g) == pred.raw(g)
+    t2 = LatencyTable(**{**t.__dict__, "predictor": {"kind": "calibrated", "intercept_ms": 0.5, "scale": 2.0}})
+    assert LatencyPredictor(t2, supernet).predict(g) == pytest.approx(0.5 + 2.0 * pred.raw(g))
+    exp = pred.expected()
+    exp.backward()
+    alphas = supernet.arch_parameters()
+    assert exp.requires_grad and all(a.grad is not None and a.grad.abs().sum() > 0 for a in alphas)
+    if space == "blocks":  # one-hot op weights: the expectation is the genotype's own latency
+        with torch.no_grad():
+            supernet.alpha.zero_()
+            for p, o in supernet.genotype_positions(g):
+                supernet.alpha[p, o] = 50.0
+        assert pred.expected().item() == pytest.approx(pred.raw(g), rel=1e-6)
+
+
+def test_a_table_of_another_space_is_refused(tables):
+    with pytest.raises(LatencyTableError, match="lacks .* entries of this space"):
+        LatencyPredictor(tables["darts"], create_supernet("darts", 1, channels=8, cells=3, nodes=2))
+
+
+def test_calibration_recovers_an_affine_map_and_metrics():
+    raw = [1.0, 2.0, 3.0, 5.0, 8.0, 13.0]
+    measured = [0.3 + 1.7 * r for r in raw]
+    a, b = fit_affine(raw, measured)
+    assert a == pytest.approx(0.3) and b == pytest.approx(1.7)
+    assert cross_validated(raw, measured) == pytest.approx(measured)
+    m = accuracy_metrics([1.04 * x for x in measured], measured)
+    assert m["rmspe"] == pytest.approx(0.04) and m["within_5pct"] == 1.0 and m["within_10pct"] == 1.0
+    assert m["kendall_tau"] == 1.0 and m["spearman_rho"] == 1.0
+    assert spearman_rho([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0 and spearman_rho([1, 1, 2], [1, 2, 3]) == pytest.approx(
+        0.8660254, rel=1e-6)
+
+
+def test_latency_commands_build_measure_validate(tmp_path, capsys):
+    cfg = tmp_path / "space.yaml"
+    cfg.write_text(yaml.safe_dump({"search": {"enabled": True, "space": "darts", "space_options": SPACES["darts"]}}))
+    table = tmp_path / "table.json"
+    fast = ["--warmup", "0", "--repeats", "2", "--threads", "1"]
+    assert cli.main(["-q", "latency", "build", "--space", str(cfg), "--image-shape", "1x16x16", "--out", str(table),
+                     *fast]) == 0
+    assert cli.main(["-q", "latency", "build", "--space", str(cfg), "--out", str(table)]) == 2  # never overwritten
+    assert "exists" in capsys.readouterr().err
+    g = create_supernet("darts", 1, **SPACES["darts"]).sample_path(torch.Generator().manual_seed(0))
+    g.save(tmp_path / "g.yaml")
+    assert cli.main(["-q", "latency", "measure", str(tmp_path / "g.yaml"), "--table", str(table), *fast,
+                     "--out", str(tmp_path / "m.json")]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["predicted_ms"] > 0 and m["measured"]["count"] == 2 and m["input"] == [1, 16, 16]
+    assert cli.main(["-q", "latency", "measure", str(tmp_path / "g.yaml"), "--table", str(table), "--threads",
+                     "2"]) == 2
+    assert "another setup (threads: 1 != 2)" in capsys.readouterr().err
+    assert cli.main(["-q", "latency", "validate", str(table), "--samples", "6", "--out", str(tmp_path / "v")]) == 0
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert report["samples"] == 6 and len(report["networks"]) == 6 and (tmp_path / "v" / "validation.png").is_file()
+    assert LatencyTable.load(table).predictor["kind"] in ("sum", "calibrated")
+    assert LatencyTable.load(table).predictor == report["predictor"]
+    assert cli.main(["-q", "latency", "validate", str(tmp_path / "nope.json"), "--out", str(tmp_path / "v2")]) == 2
+    assert "build one with fsnas latency build" in capsys.readouterr().err

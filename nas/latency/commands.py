@@ -1,0 +1,197 @@
+"""``fsnas latency build | measure | validate``: the command-line side of latency tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from .fingerprint import DTYPES
+
+
+def _timing_args(p: argparse.ArgumentParser, of_table: bool = False) -> None:
+    """Device and timing options; for validate their defaults are the table's own."""
+    default = "the table's" if of_table else None
+    p.add_argument("--device", default=None if of_table else "cpu", help=f"cpu, cuda or cuda:i (default: "
+                                                                         f"{default or 'cpu'})")
+    threads_default = "the table's" if of_table else "torch's current"
+    p.add_argument("--threads", type=int, help=f"CPU threads while timing (default: {threads_default} setting)")
+    p.add_argument("--warmup", type=int, default=None if of_table else 10,
+                   help=f"untimed runs first (default: {default or 10})")
+    p.add_argument("--repeats", type=int, default=None if of_table else 50,
+                   help=f"timed runs; the median is used (default: {default or 50})")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    b = sub.add_parser("build", help="time every candidate op of a space on this device into a table")
+    b.add_argument("--space", required=True, help="a search config (its search.space and search.space_options)")
+    b.add_argument("overrides", nargs="*", help="config overrides, e.g. search.space_options.channels=16")
+    b.add_argument("--out", required=True, help="table file to write (JSON; must not exist)")
+    b.add_argument("--batch", type=int, default=1)
+    b.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    b.add_argument("--image-shape", help="CxHxW (default: the config's dataset at data.image_size)")
+    b.add_argument("--channels-last", action="store_true", help="time in channels_last memory format")
+    _timing_args(b)
+    m = sub.add_parser("measure", help="time a whole network end to end (and compare with a table's prediction)")
+    m.add_argument("target", help="a genotype file, an fsnas export folder or a search run")
+    m.add_argument("--table", help="a table of the genotype's space: predict too, and time as the table was timed")
+    m.add_argument("--input", help="CxHxW (default: the table's, else 1x28x28)")
+    m.add_argument("--batch", type=int, help="batch size (default: the table's, else 1)")
+    m.add_argument("--dtype", choices=sorted(DTYPES), help="(default: the table's, else float32)")
+    m.add_argument("--force", action="store_true", help="use a table measured on another setup")
+    m.add_argument("--out", help="write the result as JSON to this file")
+    _timing_args(m)
+    v = sub.add_parser("validate", help="sample networks of a table's space, time them, score the prediction")
+    v.add_argument("table", help="a table written by fsnas latency build (its predictor is updated)")
+    v.add_argument("--samples", type=int, default=100, help="architectures to time end to end (default 100)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--out", required=True, help="folder for report.json and validation.png (must not exist)")
+    v.add_argument("--force", action="store_true", help="validate on a setup whose fingerprint differs")
+    _timing_args(v, of_table=True)
+
+
+def _shape(text: str, what: str) -> tuple[int, int, int]:
+    try:
+        c, h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"{what} {text!r}: give CxHxW, e.g. 3x84x84") from None
+    if min(c, h, w) < 1:
+        raise UserError(f"{what} {text!r}: every size must be positive")
+    return c, h, w
+
+
+def _device(name: str) -> torch.device:
+    from ..pipeline import resolve_device
+    return resolve_device(name)
+
+
+def _check_timing(args: argparse.Namespace) -> None:
+    if (args.warmup or 0) < 0 or (args.repeats is not None and args.repeats < 1) or \
+            (args.threads is not None and args.threads < 1):
+        raise UserError("--warmup must be >= 0, --repeats >= 1 and --threads >= 1")
+    if getattr(args, "batch", None) is not None and args.batch < 1:
+        raise UserError("--batch must be at least 1")
+
+
+def _new_file(path: str) -> Path:
+    out = Path(path)
+    if out.exists():
+        raise UserError(f"{out} exists; give a new file name (nothing is overwritten)")
+    if not out.parent.is_dir():
+        raise UserError(f"{out.parent} does not exist; create the folder first")
+    return out
+
+
+def _genotype(target: str):
+    from search_spaces import GenotypeError, load_genotype
+    path = Path(target)
+    if path.is_dir():
+        path = path / "genotype.yaml"
+    if not path.is_file():
+        raise UserError(f"{target}: not a genotype file, nor a folder holding genotype.yaml")
+    try:
+        return load_genotype(path)
+    except GenotypeError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from .table import build_table
+    _check_timing(args)
+    out = _new_file(args.out)
+    cfg = load_config(args.space, args.overrides)
+    if args.image_shape:
+        shape = _shape(args.image_shape, "--image-shape")
+    else:
+        from ..pipeline import build_dataset
+        shape = build_dataset(cfg).image_shape
+    table = build_table(cfg.search.space, cfg.search.space_options, shape, _device(args.device), args.dtype,
+                        args.batch, args.threads, args.warmup, args.repeats, args.channels_last,
+                        progress=not args.quiet)
+    table.save(out)
+    fp = table.fingerprint
+    print(f"{len(table.entries)} op entries and {len(table.fixed)} fixed parts timed on {fp['device']} "
+          f"({fp['dtype']}, batch {fp['batch']}{', %d threads' % fp['threads'] if 'threads' in fp else ''}): {out}")
+    return 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from .table import LatencyPredictor, LatencyTable
+    from .validate import measure_network
+    _check_timing(args)
+    out = _new_file(args.out) if args.out else None
+    genotype = _genotype(args.target)
+    table = LatencyTable.load(args.table) if args.table else None
+    fp = table.fingerprint if table else {}
+    shape = _shape(args.input, "--input") if args.input else tuple(table.space["image_shape"]) if table else (1, 28, 28)
+    batch, dtype = args.batch or fp.get("batch", 1), args.dtype or fp.get("dtype", "float32")
+    device = _device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = {"target": args.target, "input": list(shape), "batch": batch, "dtype": dtype, "device": str(device)}
+    if table:
+        if (batch, dtype) != (fp["batch"], fp["dtype"]) and not args.force:
+            raise UserError(f"the table was timed at batch {fp['batch']} in {fp['dtype']}; drop --batch/--dtype or "
+                            f"pass --force")
+        table.check_device(device, args.threads, args.force)
+        try:
+            predictor = LatencyPredictor(table, table.supernet(), shape)
+            result.update(predicted_ms=predictor.predict(genotype), predictor=table.predictor["kind"])
+        except ValueError as exc:
+            raise UserError(f"{args.target} is not an architecture of the table's space: {exc}") from None
+    stats = measure_network(genotype, shape, device, dtype, batch, args.warmup, args.repeats)
+    result.update(measured=stats.to_dict(), threads=torch.get_num_threads() if device.type == "cpu" else None)
+    line = f"measured {stats.median_ms:.3f} ms (median of {stats.count})"
+    if "predicted_ms" in result:
+        err = (result["predicted_ms"] - stats.median_ms) / stats.median_ms
+        line += f"; predicted {result['predicted_ms']:.3f} ms ({result['predictor']}, {err:+.1%})"
+    print(line)
+    if out:
+        out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .table import LatencyTable
+    from .validate import plot_validation, validate_table
+    _check_timing(args)
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"{out} exists; give a new folder (nothing is overwritten)")
+    table = LatencyTable.load(args.table)
+    fp = table.fingerprint
+    device = _device(args.device or fp["device_type"])
+    threads = args.threads if args.threads is not None else fp.get("threads")
+    table.check_device(device, threads, args.force)
+    if device.type == "cpu" and threads:
+        torch.set_num_threads(threads)
+    if args.samples < 4:
+        raise UserError("--samples must be at least 4 (the calibration is cross-validated on two halves)")
+    timing = {"warmup": table.measure["warmup"] if args.warmup is None else args.warmup,
+              "repeats": table.measure["repeats"] if args.repeats is None else args.repeats}
+    report = validate_table(table, args.samples, args.seed, device, progress=not args.quiet, **timing)
+    out.mkdir(parents=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    plot_validation(report, out / "validation.png")
+    saved = LatencyTable.load(args.table)  # the file as it is now: only its predictor changes
+    saved.predictor = table.predictor
+    saved.save(args.table)
+    s, c = report["table_sum"], report["calibrated_cv"]
+    print(f"table sum:  RMSPE {s['rmspe']:.1%}, within 5% {s['within_5pct']:.0%}, within 10% {s['within_10pct']:.0%},"
+          f" tau {s['kendall_tau']:.3f}, rho {s['spearman_rho']:.3f}")
+    print(f"calibrated: RMSPE {c['rmspe']:.1%}, within 5% {c['within_5pct']:.0%}, within 10% {c['within_10pct']:.0%},"
+          f" tau {c['kendall_tau']:.3f}, rho {c['spearman_rho']:.3f} (2-fold cross-validated)")
+    print(f"predictor: {table.predictor['kind']} ({table.predictor['why']}); report: {out}")
+    return 0
+
+
+ACTIONS = {"build": cmd_build, "measure": cmd_measure, "validate": cmd_validate}
+
+
+def run(args: argparse.Namespace) -> int:
+    return ACTIONS[args.action](args)

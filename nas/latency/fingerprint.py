@@ -1,0 +1,54 @@
+"""What a latency figure depends on besides the network: the device, its software, the dtype, the batch
+and (on CPU) the thread count.  A table is only valid where its fingerprint matches."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def cpu_name() -> str:
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        for line in info.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def device_fingerprint(device: torch.device | str, dtype: str, batch: int, threads: int | None = None,
+                       channels_last: bool = False) -> dict:
+    """The fields two measurements must share to be comparable."""
+    device = torch.device(device)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
+    fp = {"device_type": device.type, "torch": torch.__version__, "dtype": dtype, "batch": int(batch),
+          "channels_last": bool(channels_last)}
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        fp.update({"device": props.name, "capability": f"{props.major}.{props.minor}",
+                   "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+                   "driver": _cuda_driver_version()})
+    else:
+        fp.update({"device": cpu_name(), "machine": platform.machine(),
+                   "threads": int(threads if threads is not None else torch.get_num_threads())})
+    return fp
+
+
+def _cuda_driver_version() -> str | None:
+    try:  # the driver's CUDA version as the runtime reports it; absent on some builds
+        v = torch._C._cuda_getDriverVersion()
+        return f"{v // 1000}.{(v % 1000) // 10}"
+    except Exception:
+        return None
+
+
+def fingerprint_differences(table: dict, here: dict) -> list[str]:
+    """'field: table value != here value' for every field that differs."""
+    keys = sorted(set(table) | set(here))
+    return [f"{k}: {table.get(k)!r} != {here.get(k)!r}" for k in keys if table.get(k) != here.get(k)]

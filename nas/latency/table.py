@@ -1,0 +1,134 @@
+"""Latency lookup tables: every candidate op of a space at every shape it runs, timed on one device, with the
+device's fingerprint; and the predictor built on a table (the plain sum of entries, or a calibrated affine
+map of it fitted by ``fsnas latency validate``).
+
+A table is a JSON file: ``fingerprint``, ``space`` (name, options, image shape), ``measure`` (warm-up,
+repeats), ``entries`` and ``fixed`` (key -> median/mean/variance/count in ms), ``predictor``."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from search_spaces import create_supernet
+
+from ..errors import UserError
+from .fingerprint import DTYPES, device_fingerprint, fingerprint_differences
+from .measure import measure_latency
+
+FORMAT = 1
+
+
+class LatencyTableError(UserError):
+    """A table that cannot be used here (bad file, other device, missing entries)."""
+
+
+@dataclass
+class LatencyTable:
+    fingerprint: dict
+    space: dict  # {"name", "options", "image_shape"}
+    measure: dict  # {"warmup", "repeats"}
+    entries: dict[str, dict]
+    fixed: dict[str, dict]
+    predictor: dict = field(default_factory=lambda: {"kind": "sum", "why": "not validated yet"})
+    created: str = ""
+    format: int = FORMAT
+
+    # -- files -----------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Atomically: a killed write leaves the old file or none, never half a table."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        path = Path(path)
+        if not path.is_file():
+            raise LatencyTableError(f"latency table {path} does not exist; build one with fsnas latency build")
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, this fsnas reads format {FORMAT}")
+            return cls(**{k: data[k] for k in ("fingerprint", "space", "measure", "entries", "fixed", "predictor",
+                                               "created", "format")})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LatencyTableError(f"{path} is not an fsnas latency table ({type(exc).__name__}: {exc}); "
+                                    f"build one with fsnas latency build") from None
+
+    # -- use -------------------------------------------------------------------------------------
+    def supernet(self) -> nn.Module:
+        return create_supernet(self.space["name"], self.space["image_shape"][0], **self.space["options"])
+
+    def check_device(self, device: torch.device | str, threads: int | None = None, force: bool = False) -> None:
+        """Refuse a table measured elsewhere (device, software, dtype, batch, threads) unless forced."""
+        fp = self.fingerprint
+        here = device_fingerprint(device, fp["dtype"], fp["batch"], threads, fp.get("channels_last", False))
+        diff = fingerprint_differences(fp, here)
+        if diff and not force:
+            raise LatencyTableError("the latency table was measured on another setup (" + "; ".join(diff) +
+                                    "); build a table here with fsnas latency build, or pass --force to use it anyway")
+
+
+def build_table(space: str, options: dict, image_shape: tuple[int, int, int], device: torch.device | str = "cpu",
+                dtype: str = "float32", batch: int = 1, threads: int | None = None, warmup: int = 10,
+                repeats: int = 50, channels_last: bool = False, progress: bool = True) -> LatencyTable:
+    """Time every distinct slot and fixed part of the space's ``latency_plan`` on ``device``."""
+    device = torch.device(device)
+    if device.type == "cpu" and threads is not None:
+        torch.set_num_threads(threads)
+    fingerprint = device_fingerprint(device, dtype, batch, threads, channels_last)
+    supernet = create_supernet(space, image_shape[0], **options)
+    plan = supernet.latency_plan(tuple(image_shape))
+    work = [(k, s.build, s.input_shape(), "entries") for k, s in plan.slots().items()]
+    work += [(f.key, f.factory, f.shape, "fixed") for f in plan.fixed]
+    out: dict[str, dict[str, dict]] = {"entries": {}, "fixed": {}}
+    for key, factory, shape, kind in tqdm(work, desc="latency table", disable=not progress, leave=False):
+        module = factory().to(device, DTYPES[dtype])
+        stats = measure_latency(module, (batch, *shape), device, warmup, repeats, DTYPES[dtype], channels_last)
+        out[kind][key] = stats.to_dict()
+    return LatencyTable(fingerprint=fingerprint,
+                        space={"name": space, "options": dict(options), "image_shape": list(image_shape)},
+                        measure={"warmup": warmup, "repeats": repeats}, entries=out["entries"], fixed=out["fixed"],
+                        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+
+
+class LatencyPredictor:
+    """Predicted latency (ms) of the genotypes of ``supernet`` from ``table``: fixed parts + the entries of
+    the chosen ops (``raw``), mapped through the table's calibration if it has one (``predict``);
+    ``expected`` is the differentiable version over the supernet's op weights (for DARTS losses)."""
+
+    def __init__(self, table: LatencyTable, supernet: nn.Module, image_shape: tuple[int, int, int] | None = None) -> None:
+        self.table, self.supernet = table, supernet
+        plan = supernet.latency_plan(tuple(image_shape or table.space["image_shape"]))
+        missing = [s.key for row in plan.positions for s in row if s is not None and s.key not in table.entries]
+        missing += [f.key for f in plan.fixed if f.key not in table.fixed]
+        if missing:
+            raise LatencyTableError(f"the latency table lacks {len(missing)} entries of this space (e.g. {missing[0]});"
+                                    f" build a table for this space with fsnas latency build")
+        stat = "median_ms"
+        self.costs = torch.tensor([[table.entries[s.key][stat] if s is not None else 0.0 for s in row]
+                                   for row in plan.positions], dtype=torch.float64)
+        self.fixed_ms = sum(table.fixed[f.key][stat] for f in plan.fixed)
+        p = table.predictor
+        self.intercept, self.scale = (p["intercept_ms"], p["scale"]) if p["kind"] == "calibrated" else (0.0, 1.0)
+
+    def raw(self, genotype) -> float:
+        return self.fixed_ms + float(sum(self.costs[p, o] for p, o in self.supernet.genotype_positions(genotype)))
+
+    def predict(self, genotype) -> float:
+        return self.intercept + self.scale * self.raw(genotype)
+
+    def expected(self) -> torch.Tensor:
+        """Differentiable predicted latency of the supernet's current op weights (a scalar tensor)."""
+        w = self.supernet.position_weights()
+        raw = self.fixed_ms + (w * self.costs.to(w.device, w.dtype)).sum()
+        return self.intercept + self.scale * raw

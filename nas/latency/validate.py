@@ -1,0 +1,129 @@
+"""Is a latency table right?  Sample architectures of its space, time each whole network the way the table
+was timed, and compare with the table's prediction: RMSPE, the share within 5% and 10%, Kendall tau and
+Spearman rho.  A calibrated predictor (an affine map of the table sum, fitted to minimise relative error)
+is scored by 2-fold cross-validation and kept only if it beats the plain sum."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm import tqdm
+
+from search_spaces import build_network
+
+from ..search.ranking import kendall_tau, spearman_rho
+from .fingerprint import DTYPES
+from .measure import LatencyStats, measure_latency
+from .table import LatencyPredictor, LatencyTable
+
+
+def measure_network(genotype, image_shape: Sequence[int], device: torch.device | str = "cpu", dtype: str = "float32",
+                    batch: int = 1, warmup: int = 10, repeats: int = 50, channels_last: bool = False) -> LatencyStats:
+    """End-to-end latency of the stand-alone network of ``genotype``, timed as table entries are."""
+    net = build_network(genotype, in_channels=image_shape[0]).to(device, DTYPES[dtype])
+    return measure_latency(net, (batch, *image_shape), device, warmup, repeats, DTYPES[dtype], channels_last)
+
+
+def accuracy_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict:
+    rel = [(p - m) / m for p, m in zip(predicted, measured)]
+    return {"rmspe": math.sqrt(sum(r * r for r in rel) / len(rel)),
+            "mean_relative_error": sum(rel) / len(rel),
+            "within_5pct": sum(abs(r) <= 0.05 for r in rel) / len(rel),
+            "within_10pct": sum(abs(r) <= 0.10 for r in rel) / len(rel),
+            "kendall_tau": kendall_tau(predicted, measured), "spearman_rho": spearman_rho(predicted, measured)}
+
+
+def fit_affine(raw: Sequence[float], measured: Sequence[float]) -> tuple[float, float]:
+    """(intercept, scale) minimising the squared relative error of intercept + scale * raw."""
+    y = torch.tensor(measured, dtype=torch.float64)
+    a = torch.stack([1 / y, torch.tensor(raw, dtype=torch.float64) / y], dim=1)
+    sol = torch.linalg.lstsq(a, torch.ones_like(y).unsqueeze(1)).solution.squeeze(1)
+    return float(sol[0]), float(sol[1])
+
+
+def cross_validated(raw: Sequence[float], measured: Sequence[float]) -> list[float]:
+    """Each sample predicted by the affine map fitted on the other half (even/odd indices)."""
+    out = [0.0] * len(raw)
+    for fold in (0, 1):
+        train = [i for i in range(len(raw)) if i % 2 != fold]
+        a, b = fit_affine([raw[i] for i in train], [measured[i] for i in train])
+        for i in range(fold, len(raw), 2):
+            out[i] = a + b * raw[i]
+    return out
+
+
+def sample_genotypes(supernet, count: int, seed: int) -> list:
+    gen, out = torch.Generator().manual_seed(seed), []
+    for _ in range(100 * count):  # distinct architectures, bounded
+        g = supernet.sample_path(gen)
+        if g not in out:
+            out.append(g)
+        if len(out) == count:
+            break
+    return out
+
+
+def validate_table(table: LatencyTable, samples: int = 100, seed: int = 0, device: torch.device | str = "cpu",
+                   progress: bool = True, warmup: int | None = None, repeats: int | None = None) -> dict:
+    """Measure ``samples`` sampled networks end to end; score the plain sum and the calibrated predictor;
+    set ``table.predictor`` to the better one (the caller saves the table)."""
+    if samples < 4:
+        raise ValueError("validation needs at least 4 sampled architectures (2-fold cross-validation)")
+    fp, shape = table.fingerprint, table.space["image_shape"]
+    table.predictor = {"kind": "sum", "why": "validating"}
+    supernet = table.supernet()
+    predictor = LatencyPredictor(table, supernet)
+    genotypes = sample_genotypes(supernet, samples, seed)
+    measured, raw = [], []
+    for g in tqdm(genotypes, desc="validate", disable=not progress, leave=False):
+        measured.append(measure_network(g, shape, device, fp["dtype"], fp["batch"],
+                                        table.measure["warmup"] if warmup is None else warmup,
+                                        table.measure["repeats"] if repeats is None else repeats,
+                                        fp.get("channels_last", False)).median_ms)
+        raw.append(predictor.raw(g))
+    cv = cross_validated(raw, measured)
+    sum_metrics, cv_metrics = accuracy_metrics(raw, measured), accuracy_metrics(cv, measured)
+    intercept, scale = fit_affine(raw, measured)
+    if cv_metrics["rmspe"] < sum_metrics["rmspe"]:
+        table.predictor = {"kind": "calibrated", "intercept_ms": intercept, "scale": scale,
+                           "why": f"calibrated RMSPE {cv_metrics['rmspe']:.1%} (2-fold cross-validated) < table "
+                                  f"sum {sum_metrics['rmspe']:.1%} over {len(genotypes)} networks"}
+    else:
+        table.predictor = {"kind": "sum", "why": f"table sum RMSPE {sum_metrics['rmspe']:.1%} <= calibrated "
+                                                 f"{cv_metrics['rmspe']:.1%} (2-fold cross-validated)"}
+    return {"fingerprint": fp, "space": table.space, "samples": len(genotypes), "seed": seed,
+            "timing": {"warmup": table.measure["warmup"] if warmup is None else warmup,
+                       "repeats": table.measure["repeats"] if repeats is None else repeats},
+            "table_sum": sum_metrics, "calibrated_cv": cv_metrics,
+            "calibration": {"intercept_ms": intercept, "scale": scale}, "predictor": table.predictor,
+            "networks": [{"genotype": g.to_dict(), "measured_ms": m, "table_sum_ms": r, "calibrated_cv_ms": c}
+                         for g, m, r, c in zip(genotypes, measured, raw, cv)]}
+
+
+def plot_validation(report: dict, path: str | Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    nets = report["networks"]
+    measured = [n["measured_ms"] for n in nets]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(measured, [n["table_sum_ms"] for n in nets], s=12, label=f"table sum "
+               f"(RMSPE {report['table_sum']['rmspe']:.1%}, tau {report['table_sum']['kendall_tau']:.2f})")
+    ax.scatter(measured, [n["calibrated_cv_ms"] for n in nets], s=12, marker="x", label=f"calibrated, cross-validated "
+               f"(RMSPE {report['calibrated_cv']['rmspe']:.1%}, tau {report['calibrated_cv']['kendall_tau']:.2f})")
+    lo, hi = min(measured) * 0.85, max(measured) * 1.15
+    xs = [lo, hi]
+    ax.plot(xs, xs, "k-", lw=0.8)
+    ax.fill_between(xs, [0.9 * x for x in xs], [1.1 * x for x in xs], color="grey", alpha=0.2, label="±10%")
+    fp = report["fingerprint"]
+    ax.set(xlabel="measured end to end (ms)", ylabel="predicted (ms)", xlim=(lo, hi), ylim=(lo, hi),
+           title=f"{report['space']['name']} on {fp['device']} ({fp['dtype']}, batch {fp['batch']}"
+                 + (f", {fp['threads']} threads)" if "threads" in fp else ")"))
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
