@@ -91,6 +91,17 @@ class EvolutionConfig:
 
 
 @dataclass
+class LatencyConfig:
+    """Latency on the target device in the search (tables: fsnas latency build)."""
+    table: str | None = None  # a latency table measured on the device the search runs on
+    target_ms: float | None = None  # DARTS/GDAS: the loss's target; SPOS: predicted latency must not exceed it
+    form: str = "multiplicative"  # DARTS: CE * (LAT/target)^beta, or additive: CE + lam * (LAT - target)/target
+    beta: float = 0.6
+    lam: float = 0.1
+    force: bool = False  # use a table whose device fingerprint differs from this machine's
+
+
+@dataclass
 class SearchConfig:
     enabled: bool = False  # fsnas run searches first when true (fsnas search always does)
     space: str = "darts"  # darts | blocks
@@ -104,6 +115,7 @@ class SearchConfig:
     checkpoint_every: int = 50
     max_params: int | None = None  # constraint on candidates (SPOS evolution)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
 
 
 @dataclass
@@ -336,6 +348,20 @@ def _check_search(sc: SearchConfig) -> None:
     _positive("search.episode.n_way", sc.episode.n_way, 2)
     if not 0.0 <= ev.mutation_prob <= 1.0 or not 0.0 <= ev.crossover_share <= 1.0:
         raise ConfigError("search.evolution: mutation_prob and crossover_share must lie in [0, 1]")
+    lc = sc.latency
+    if lc.target_ms is not None and lc.table is None:
+        raise ConfigError("search.latency.target_ms needs search.latency.table: build one on this device with "
+                          "fsnas latency build --space CONFIG --out TABLE", key="search.latency.table")
+    if lc.target_ms is not None and lc.target_ms <= 0:
+        raise ConfigError(f"search.latency.target_ms: must be positive, got {lc.target_ms}", key="search.latency.target_ms")
+    if lc.form not in ("multiplicative", "additive"):
+        raise ConfigError(f"search.latency.form: '{lc.form}' is not a form; use multiplicative or additive",
+                          key="search.latency.form")
+    if lc.beta < 0 or lc.lam < 0:
+        raise ConfigError("search.latency: beta and lam must be >= 0", key="search.latency")
+    if lc.table is not None and not Path(lc.table).is_file():
+        raise ConfigError(f"search.latency.table: {lc.table} does not exist; build it on this device with fsnas "
+                          f"latency build --space CONFIG --out {lc.table}", key="search.latency.table")
 
 
 def _check_genotype_file(path: str) -> None:

@@ -154,6 +154,16 @@ def prepare(cfg: RunConfig, train: bool = True, test: bool = True,
     check_against_data(cfg, ds, train=train, test=test, search=search)
     if train and cfg.model.weights is not None:
         build_model(cfg, ds)  # the weights must fit before any run folder is made
+    if search:  # the latency table must fit this device and space, and SPOS constraints must be feasible
+        from search_spaces import create_supernet
+        from .search.evolution import check_feasible
+        from .search.latency import load_predictor
+        sc = cfg.search
+        supernet = create_supernet(sc.space, ds.image_shape[0], **sc.space_options)
+        predictor = load_predictor(sc.latency, supernet, ds.image_shape, device) if sc.latency.table else None
+        if sc.sampler == "spos":
+            check_feasible(supernet, sc.max_params, ds.image_shape, min(sc.evolution.max_tries, 200), cfg.seed,
+                           sc.latency.target_ms, predictor.predict if predictor else None)
     return ds, device
 
 

@@ -30,19 +30,29 @@ class SearchError(UserError):
     """The search cannot go on as configured (e.g. no architecture meets the constraints)."""
 
 
-def check_feasible(supernet: nn.Module, max_params: int | None, input_size, tries: int, seed: int) -> None:
-    """Before any training: at least one of ``tries`` random architectures meets ``max_params``."""
-    if max_params is None:
+def check_feasible(supernet: nn.Module, max_params: int | None, input_size, tries: int, seed: int,
+                   max_latency_ms: float | None = None, latency: Callable | None = None) -> None:
+    """Before any training: at least one of ``tries`` random architectures meets ``max_params`` and
+    (``latency``: genotype -> predicted ms) ``max_latency_ms``."""
+    if max_params is None and max_latency_ms is None:
         return
     gen = torch.Generator().manual_seed(seed)
-    smallest = None
+    smallest, fastest = None, None
     for _ in range(tries):
-        params = supernet.sample_path(gen).params(input_size)
-        if params <= max_params:
+        g = supernet.sample_path(gen)
+        params = g.params(input_size) if max_params is not None else 0
+        ms = latency(g) if max_latency_ms is not None else 0.0
+        if (max_params is None or params <= max_params) and (max_latency_ms is None or ms <= max_latency_ms):
             return
         smallest = params if smallest is None else min(smallest, params)
-    raise SearchError(f"search.max_params={max_params}: none of {tries} random architectures of this space is "
-                      f"that small (smallest: {smallest:,} parameters); raise search.max_params or shrink the space")
+        fastest = ms if fastest is None else min(fastest, ms)
+    found = []
+    if max_params is not None:
+        found.append(f"search.max_params={max_params} (smallest drawn: {smallest:,} parameters)")
+    if max_latency_ms is not None:
+        found.append(f"search.latency.target_ms={max_latency_ms} (fastest drawn: {fastest:.3f} ms predicted)")
+    raise SearchError(f"none of {tries} random architectures of this space meets {' and '.join(found)}; relax the "
+                      f"constraint or shrink the space")
 
 
 @dataclass
@@ -50,6 +60,7 @@ class Candidate:
     genotype: object
     score: float
     params: int
+    latency_ms: float | None = None  # predicted, when the search has a latency table
 
 
 @torch.no_grad()
@@ -110,16 +121,18 @@ def _mix_blocks(a: BlockGenotype, b: BlockGenotype, take_b: Callable[[], bool]) 
 def evolve(supernet: nn.Module, train: EpisodeSampler, val: EpisodeSampler, *, population: int = 20,
            generations: int = 10, top_k: int = 5, mutation_prob: float = 0.2, crossover_share: float = 0.5,
            eval_episodes: int = 20, bn_batches: int = 4, max_params: int | None = None, input_size=None,
-           seed: int = 0, max_tries: int = 1000, progress: bool = True,
+           seed: int = 0, max_tries: int = 1000, progress: bool = True, latency: Callable | None = None,
+           max_latency_ms: float | None = None,
            on_generation: Callable[[int, list[Candidate]], None] | None = None) -> list[Candidate]:
-    """Top candidates (best first) after ``generations`` rounds of selection, crossover and mutation."""
+    """Top candidates (best first) after ``generations`` rounds of selection, crossover and mutation.
+    ``latency`` (genotype -> predicted ms) is recorded per candidate and, with ``max_latency_ms``, a constraint."""
     gen = torch.Generator().manual_seed(seed)
     device = next(supernet.parameters()).device
     episodes = [val.episode(i).to(device) for i in range(eval_episodes)]
     batches = [torch.cat([e.support_x, e.query_x]) for e in (train.episode(10**6 + i).to(device)
                                                             for i in range(bn_batches))]
     seen: dict = {}
-    rejected = {"seen before": 0, "over max_params": 0}
+    rejected = {"seen before": 0, "over max_params": 0, "over the latency target": 0}
 
     def admit(g) -> Candidate | None:
         """Score a new feasible candidate; None for a repeat or an infeasible one.  ``max_tries`` rejections
@@ -127,7 +140,9 @@ def evolve(supernet: nn.Module, train: EpisodeSampler, val: EpisodeSampler, *, p
         if sum(rejected.values()) >= max_tries:
             raise SearchError(f"no new architecture within the constraints in {max_tries} draws in a row "
                               f"({rejected['over max_params']} over search.max_params={max_params}, "
-                              f"{rejected['seen before']} already seen); raise search.max_params or widen the space")
+                              f"{rejected['over the latency target']} over search.latency.target_ms="
+                              f"{max_latency_ms}, {rejected['seen before']} already seen); relax the constraints or "
+                              f"widen the space")
         if g in seen:
             rejected["seen before"] += 1
             return None
@@ -135,8 +150,12 @@ def evolve(supernet: nn.Module, train: EpisodeSampler, val: EpisodeSampler, *, p
         if max_params is not None and params > max_params:
             rejected["over max_params"] += 1
             return None
+        ms = latency(g) if latency is not None else None
+        if max_latency_ms is not None and ms > max_latency_ms:
+            rejected["over the latency target"] += 1
+            return None
         rejected.update({k: 0 for k in rejected})
-        seen[g] = Candidate(g, score_path(supernet, g, batches, episodes), params)
+        seen[g] = Candidate(g, score_path(supernet, g, batches, episodes), params, ms)
         return seen[g]
 
     pop: list[Candidate] = []

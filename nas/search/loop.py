@@ -22,6 +22,7 @@ from search_spaces import DartsGenotype, create_supernet
 from ..config import RunConfig
 from ..runs import RunDir, atomic_write_bytes
 from .evolution import Candidate, check_feasible, evolve, score_path
+from .latency import LatencyObjective, latency_report, load_predictor
 from .samplers import SAMPLERS, alpha_entropy
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,14 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
     sampler = SAMPLERS[sc.sampler](supernet, steps=sc.steps, **extra, **sc.sampler_options)
     train, val = search_samplers(cfg, ds)
     differentiable = sc.sampler != "spos"
+    lc = sc.latency
+    predictor = load_predictor(lc, supernet, ds.image_shape, device) if lc.table else None
+    if differentiable and predictor is not None and lc.target_ms is not None:
+        sampler.latency = LatencyObjective(predictor, lc.target_ms, lc.form, lc.beta, lc.lam)
+    spos_latency = lc.target_ms if not differentiable else None
     if not differentiable:
-        check_feasible(supernet, sc.max_params, ds.image_shape, min(sc.evolution.max_tries, 200), cfg.seed)
+        check_feasible(supernet, sc.max_params, ds.image_shape, min(sc.evolution.max_tries, 200), cfg.seed,
+                       spos_latency, predictor.predict if predictor else None)
 
     start = 0
     state = run.load_checkpoint("search")
@@ -100,24 +107,31 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
                    (train.episode(10**6 + i).to(device) for i in range(ev.bn_batches))]
         episodes = [val.episode(i).to(device) for i in range(ev.eval_episodes)]
         candidates = [Candidate(genotype, score_path(supernet, genotype, batches, episodes),
-                                genotype.params(input_size))]
+                                genotype.params(input_size), predictor.predict(genotype) if predictor else None)]
     else:
         candidates = evolve(supernet, train, val, population=ev.population, generations=ev.generations,
                             top_k=ev.top_k, mutation_prob=ev.mutation_prob, crossover_share=ev.crossover_share,
                             eval_episodes=ev.eval_episodes, bn_batches=ev.bn_batches, max_params=sc.max_params,
                             input_size=input_size, seed=cfg.seed, max_tries=ev.max_tries, progress=progress,
+                            latency=predictor.predict if predictor else None, max_latency_ms=spos_latency,
                             on_generation=lambda g, top: run.log({"phase": "evolution", "generation": g + 1,
                                                                   "best": top[0].score,
                                                                   "top_mean": sum(c.score for c in top) / len(top)}))
         genotype = candidates[0].genotype
     op_names = getattr(supernet, "op_names", None) or supernet.choices
-    return write_results(run, genotype, candidates[: ev.top_k], sc, input_size, train_seconds, op_names)
+    summary = write_results(run, genotype, candidates[: ev.top_k], sc, input_size, train_seconds, op_names)
+    if predictor is not None:
+        summary["latency"] = latency_report(lc, predictor, genotype, input_size, device)
+        log.info("latency: predicted %.3f ms, measured %.3f ms, target %s ms", summary["latency"]["predicted_ms"],
+                 summary["latency"]["measured_ms"], lc.target_ms)
+    return summary
 
 
 def write_results(run: RunDir, genotype, candidates: list[Candidate], sc, input_size, seconds: float,
                   op_names) -> dict:
     atomic_write_bytes(run.path / GENOTYPE_FILE, genotype.to_yaml().encode())
     table = [{"rank": i + 1, "score": c.score, "params": c.params, "macs": c.genotype.macs(input_size),
+              **({"predicted_latency_ms": c.latency_ms} if c.latency_ms is not None else {}),
               "genotype": c.genotype.to_dict()} for i, c in enumerate(candidates)]
     atomic_write_bytes(run.path / "candidates.json", (json.dumps(table, indent=2) + "\n").encode())
     genotype.plot(run.path / "cells" / "genotype.png")

@@ -51,6 +51,7 @@ class DartsSampler:
                                       weight_decay=arch_weight_decay)
         self.w_momentum, self.w_weight_decay = w_momentum, w_weight_decay
         self.steps, self.t = steps, 0
+        self.latency = None  # a nas.search.latency.LatencyObjective: latency-aware architecture loss
 
     def _decay_aux_skip(self) -> None:
         """DARTS-: the auxiliary skip's weight falls linearly from its initial value to 0 at the last step."""
@@ -66,12 +67,17 @@ class DartsSampler:
         self.t += 1
         # 1. architecture step on a meta-validation episode
         self.a_opt.zero_grad(set_to_none=True)
+        extra = {}
         if self.order == "second":
             val_loss, val_acc = self._unrolled_arch_grad(train_ep, val_ep)
+            if self.latency is not None:
+                extra["latency_ms"] = self.latency.add_to_grads(self.net.arch_parameters(), val_loss)
         else:
             loss, val_acc = self._loss(val_ep)
-            loss.backward()
             val_loss = loss.item()
+            if self.latency is not None:
+                loss, extra["latency_ms"] = self.latency(loss)
+            loss.backward()
         self.a_opt.step()
         # 2. weight step on a meta-training episode
         self.w_opt.zero_grad(set_to_none=True)
@@ -83,7 +89,7 @@ class DartsSampler:
         self.w_opt.step()
         self.w_sched.step()
         return {"loss": loss.item(), "accuracy": acc, "val_loss": val_loss, "val_accuracy": val_acc,
-                "lr": self.w_opt.param_groups[0]["lr"]}
+                "lr": self.w_opt.param_groups[0]["lr"], **extra}
 
     def _unrolled_arch_grad(self, train_ep: Episode, val_ep: Episode) -> tuple[float, float]:
         """DARTS second order: grad_a L_val(w - xi grad_w L_train(w, a), a), with the Hessian-vector
