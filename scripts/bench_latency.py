@@ -63,6 +63,7 @@ def main() -> None:
             measured = [n["measured_ms"] for n in r["networks"]]
             rows.append({"space": space, "batch": batch, "entries": len(json.loads(table.read_text())["entries"]),
                          "samples": r["samples"], "table_sum": r["table_sum"], "calibrated_cv": r["calibrated_cv"],
+                         "per_op_cv": r["per_op_cv"],
                          "predictor": r["predictor"], "measured_min_ms": min(measured),
                          "measured_max_ms": max(measured), "fingerprint": r["fingerprint"],
                          "conv4_ms": json.loads(conv4.read_text())["measured"]["median_ms"]})
@@ -70,7 +71,8 @@ def main() -> None:
     lines = ["| space | batch | entries | networks | measured range (ms) | Conv-4 (ms) | predictor | RMSPE | within 5% "
              "| within 10% | Kendall tau | Spearman rho |", "| --- " * 12 + "|"]
     for r in rows:
-        for label, m in (("table sum", r["table_sum"]), ("calibrated (2-fold CV)", r["calibrated_cv"])):
+        for label, m in (("table sum", r["table_sum"]), ("calibrated (2-fold CV)", r["calibrated_cv"]),
+                         ("per op type (2-fold CV)", r["per_op_cv"])):
             lines.append(f"| {r['space']} | {r['batch']} | {r['entries']} | {r['samples']} | "
                          f"{r['measured_min_ms']:.2f}-{r['measured_max_ms']:.2f} | {r['conv4_ms']:.2f} | {label} | "
                          f"{100 * m['rmspe']:.1f}% | {100 * m['within_5pct']:.0f}% | {100 * m['within_10pct']:.0f}% | "

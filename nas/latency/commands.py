@@ -181,11 +181,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     saved = LatencyTable.load(args.table)  # the file as it is now: only its predictor changes
     saved.predictor = table.predictor
     saved.save(args.table)
-    s, c = report["table_sum"], report["calibrated_cv"]
-    print(f"table sum:  RMSPE {s['rmspe']:.1%}, within 5% {s['within_5pct']:.0%}, within 10% {s['within_10pct']:.0%},"
-          f" tau {s['kendall_tau']:.3f}, rho {s['spearman_rho']:.3f}")
-    print(f"calibrated: RMSPE {c['rmspe']:.1%}, within 5% {c['within_5pct']:.0%}, within 10% {c['within_10pct']:.0%},"
-          f" tau {c['kendall_tau']:.3f}, rho {c['spearman_rho']:.3f} (2-fold cross-validated)")
+    for label, key in (("table sum", "table_sum"), ("calibrated", "calibrated_cv"), ("per op", "per_op_cv")):
+        m = report[key]
+        print(f"{label + ':':12s}RMSPE {m['rmspe']:.1%}, within 5% {m['within_5pct']:.0%}, within 10% "
+              f"{m['within_10pct']:.0%}, tau {m['kendall_tau']:.3f}, rho {m['spearman_rho']:.3f}"
+              + (" (2-fold cross-validated)" if key != "table_sum" else ""))
     print(f"predictor: {table.predictor['kind']} ({table.predictor['why']}); report: {out}")
     return 0
 

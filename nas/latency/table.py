@@ -101,10 +101,16 @@ def build_table(space: str, options: dict, image_shape: tuple[int, int, int], de
                         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
+PREDICTORS = ("sum", "calibrated", "per_op")
+
+
 class LatencyPredictor:
-    """Predicted latency (ms) of the genotypes of ``supernet`` from ``table``: fixed parts + the entries of
-    the chosen ops (``raw``), mapped through the table's calibration if it has one (``predict``);
-    ``expected`` is the differentiable version over the supernet's op weights (for DARTS losses)."""
+    """Predicted latency (ms) of the genotypes of ``supernet`` from ``table``.
+
+    ``raw``: fixed parts + the entries of the chosen ops.  ``predict`` applies the table's predictor:
+    ``sum`` (raw), ``calibrated`` (intercept + scale * raw) or ``per_op`` (intercept + the entries of each
+    op type times that type's scale: corrects ops whose isolated timing misjudges their cost inside a
+    network).  ``expected`` is the differentiable version over the supernet's op weights (DARTS losses)."""
 
     def __init__(self, table: LatencyTable, supernet: nn.Module, image_shape: tuple[int, int, int] | None = None) -> None:
         self.table, self.supernet = table, supernet
@@ -115,20 +121,39 @@ class LatencyPredictor:
             raise LatencyTableError(f"the latency table lacks {len(missing)} entries of this space (e.g. {missing[0]});"
                                     f" build a table for this space with fsnas latency build")
         stat = "median_ms"
+        self.ops = plan.ops
         self.costs = torch.tensor([[table.entries[s.key][stat] if s is not None else 0.0 for s in row]
                                    for row in plan.positions], dtype=torch.float64)
         self.fixed_ms = sum(table.fixed[f.key][stat] for f in plan.fixed)
+        # every predictor as intercept + fixed_scale * fixed + sum over chosen ops of entry * op_scale[op]
         p = table.predictor
-        self.intercept, self.scale = (p["intercept_ms"], p["scale"]) if p["kind"] == "calibrated" else (0.0, 1.0)
+        if p["kind"] not in PREDICTORS:
+            raise LatencyTableError(f"unknown latency predictor '{p['kind']}' in the table; validate it again")
+        ones = torch.ones(len(self.ops), dtype=torch.float64)
+        if p["kind"] == "calibrated":
+            self.intercept, self.fixed_scale, self.op_scale = p["intercept_ms"], p["scale"], p["scale"] * ones
+        elif p["kind"] == "per_op":
+            self.intercept, self.fixed_scale = p["intercept_ms"], 0.0  # the intercept holds the fixed parts
+            self.op_scale = torch.tensor([p["op_scales"].get(op, 1.0) for op in self.ops], dtype=torch.float64)
+        else:
+            self.intercept, self.fixed_scale, self.op_scale = 0.0, 1.0, ones
+
+    def by_op(self, genotype) -> list[float]:
+        """The table entries of the genotype's ops, summed per op type (in ``self.ops`` order)."""
+        out = [0.0] * len(self.ops)
+        for p, o in self.supernet.genotype_positions(genotype):
+            out[o] += float(self.costs[p, o])
+        return out
 
     def raw(self, genotype) -> float:
-        return self.fixed_ms + float(sum(self.costs[p, o] for p, o in self.supernet.genotype_positions(genotype)))
+        return self.fixed_ms + sum(self.by_op(genotype))
 
     def predict(self, genotype) -> float:
-        return self.intercept + self.scale * self.raw(genotype)
+        return self.intercept + self.fixed_scale * self.fixed_ms + float(
+            (torch.tensor(self.by_op(genotype), dtype=torch.float64) * self.op_scale).sum())
 
     def expected(self) -> torch.Tensor:
         """Differentiable predicted latency of the supernet's current op weights (a scalar tensor)."""
         w = self.supernet.position_weights()
-        raw = self.fixed_ms + (w * self.costs.to(w.device, w.dtype)).sum()
-        return self.intercept + self.scale * raw
+        scaled = self.costs.to(w.device, w.dtype) * self.op_scale.to(w.device, w.dtype)
+        return self.intercept + self.fixed_scale * self.fixed_ms + (w * scaled).sum()

@@ -12,7 +12,7 @@ from nas import cli
 from nas.latency import (LatencyPredictor, LatencyTable, LatencyTableError, build_table, device_fingerprint,
                          measure_latency)
 from nas.latency.fingerprint import fingerprint_differences
-from nas.latency.validate import accuracy_metrics, cross_validated, fit_affine
+from nas.latency.validate import accuracy_metrics, cross_validated, cross_validated_per_op, fit_affine, fit_per_op
 from nas.search.ranking import spearman_rho
 from search_spaces import build_network, create_supernet
 
@@ -98,6 +98,12 @@ def test_prediction_is_the_sum_of_entries_and_expected_latency_is_differentiable
     assert pred.raw(g) == pytest.approx(by_hand, rel=1e-12) and pred.predict(g) == pred.raw(g)
     t2 = LatencyTable(**{**t.__dict__, "predictor": {"kind": "calibrated", "intercept_ms": 0.5, "scale": 2.0}})
     assert LatencyPredictor(t2, supernet).predict(g) == pytest.approx(0.5 + 2.0 * pred.raw(g))
+    scales = {op: 1.0 + k / 10 for k, op in enumerate(plan.ops)}
+    t3 = LatencyTable(**{**t.__dict__, "predictor": {"kind": "per_op", "intercept_ms": 0.25, "op_scales": scales}})
+    per_op = LatencyPredictor(t3, supernet)
+    assert per_op.predict(g) == pytest.approx(0.25 + sum(
+        t.entries[plan.positions[p][o].key]["median_ms"] * scales[plan.ops[o]]
+        for p, o in supernet.genotype_positions(g)))
     exp = pred.expected()
     exp.backward()
     alphas = supernet.arch_parameters()
@@ -124,6 +130,12 @@ def test_calibration_recovers_an_affine_map_and_metrics():
     m = accuracy_metrics([1.04 * x for x in measured], measured)
     assert m["rmspe"] == pytest.approx(0.04) and m["within_5pct"] == 1.0 and m["within_10pct"] == 1.0
     assert m["kendall_tau"] == 1.0 and m["spearman_rho"] == 1.0
+    by_op = [[1.0, 0.0, 2.0, 0.0], [2.0, 1.0, 0.5, 0.0], [0.5, 3.0, 1.0, 0.0], [3.0, 2.0, 2.5, 0.0],
+             [1.5, 0.5, 4.0, 0.0], [2.5, 2.5, 0.5, 0.0], [0.2, 1.5, 3.0, 0.0], [4.0, 0.1, 1.0, 0.0]]
+    truth = [0.4 + 1.2 * a + 0.7 * b + 2.0 * c for a, b, c, _ in by_op]
+    intercept, scales = fit_per_op(by_op, truth)
+    assert intercept == pytest.approx(0.4) and scales == pytest.approx([1.2, 0.7, 2.0, 1.0])  # unused: 1
+    assert cross_validated_per_op(by_op, truth) == pytest.approx(truth)
     assert spearman_rho([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0 and spearman_rho([1, 1, 2], [1, 2, 3]) == pytest.approx(
         0.8660254, rel=1e-6)
 
@@ -149,7 +161,8 @@ def test_latency_commands_build_measure_validate(tmp_path, capsys):
     assert cli.main(["-q", "latency", "validate", str(table), "--samples", "6", "--out", str(tmp_path / "v")]) == 0
     report = json.loads((tmp_path / "v" / "report.json").read_text())
     assert report["samples"] == 6 and len(report["networks"]) == 6 and (tmp_path / "v" / "validation.png").is_file()
-    assert LatencyTable.load(table).predictor["kind"] in ("sum", "calibrated")
+    assert LatencyTable.load(table).predictor["kind"] in ("sum", "calibrated", "per_op")
+    assert set(report) >= {"table_sum", "calibrated_cv", "per_op_cv", "fitted"}
     assert LatencyTable.load(table).predictor == report["predictor"]
     assert cli.main(["-q", "latency", "validate", str(tmp_path / "nope.json"), "--out", str(tmp_path / "v2")]) == 2
     assert "build one with fsnas latency build" in capsys.readouterr().err
