@@ -10,6 +10,7 @@ import torch
 
 from ..errors import UserError
 from .fingerprint import DTYPES
+from .measure import cpu_threads
 
 
 def _timing_args(p: argparse.ArgumentParser, of_table: bool = False) -> None:
@@ -121,8 +122,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from .table import LatencyPredictor, LatencyTable
-    from .validate import measure_network
+    from .table import LatencyTable
     _check_timing(args)
     out = _new_file(args.out) if args.out else None
     genotype = _genotype(args.target)
@@ -131,8 +131,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
     shape = _shape(args.input, "--input") if args.input else tuple(table.space["image_shape"]) if table else (1, 28, 28)
     batch, dtype = args.batch or fp.get("batch", 1), args.dtype or fp.get("dtype", "float32")
     device = _device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    with cpu_threads(args.threads if device.type == "cpu" else None):
+        return _measure(args, out, genotype, table, shape, batch, dtype, device)
+
+
+def _measure(args, out, genotype, table, shape, batch, dtype, device) -> int:
+    from .table import LatencyPredictor
+    from .validate import measure_network
+    fp = table.fingerprint if table else {}
     result = {"target": args.target, "input": list(shape), "batch": batch, "dtype": dtype, "device": str(device)}
     if table:
         if (batch, dtype) != (fp["batch"], fp["dtype"]) and not args.force:
@@ -168,13 +174,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     device = _device(args.device or fp["device_type"])
     threads = args.threads if args.threads is not None else fp.get("threads")
     table.check_device(device, threads, args.force)
-    if device.type == "cpu" and threads:
-        torch.set_num_threads(threads)
     if args.samples < 4:
         raise UserError("--samples must be at least 4 (the calibration is cross-validated on two halves)")
     timing = {"warmup": table.measure["warmup"] if args.warmup is None else args.warmup,
               "repeats": table.measure["repeats"] if args.repeats is None else args.repeats}
-    report = validate_table(table, args.samples, args.seed, device, progress=not args.quiet, **timing)
+    with cpu_threads(threads if device.type == "cpu" else None):
+        report = validate_table(table, args.samples, args.seed, device, progress=not args.quiet, **timing)
     out.mkdir(parents=True)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     plot_validation(report, out / "validation.png")

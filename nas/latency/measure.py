@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -21,6 +22,19 @@ class LatencyStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` CPU threads (None: as set), and restore the setting afterwards: timing must not
+    change how the rest of the process computes."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _timings_ms(run: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:

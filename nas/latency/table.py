@@ -21,7 +21,7 @@ from search_spaces import create_supernet
 
 from ..errors import UserError
 from .fingerprint import DTYPES, device_fingerprint, fingerprint_differences
-from .measure import measure_latency
+from .measure import cpu_threads, measure_latency
 
 FORMAT = 1
 
@@ -83,8 +83,14 @@ def build_table(space: str, options: dict, image_shape: tuple[int, int, int], de
                 repeats: int = 50, channels_last: bool = False, progress: bool = True) -> LatencyTable:
     """Time every distinct slot and fixed part of the space's ``latency_plan`` on ``device``."""
     device = torch.device(device)
-    if device.type == "cpu" and threads is not None:
-        torch.set_num_threads(threads)
+    with cpu_threads(threads if device.type == "cpu" else None):
+        return _build_table(space, options, image_shape, device, dtype, batch, threads, warmup, repeats,
+                            channels_last, progress)
+
+
+def _build_table(space: str, options: dict, image_shape: tuple[int, int, int], device: torch.device, dtype: str,
+                 batch: int, threads: int | None, warmup: int, repeats: int, channels_last: bool,
+                 progress: bool) -> LatencyTable:
     fingerprint = device_fingerprint(device, dtype, batch, threads, channels_last)
     supernet = create_supernet(space, image_shape[0], **options)
     plan = supernet.latency_plan(tuple(image_shape))

@@ -166,3 +166,14 @@ def test_latency_commands_build_measure_validate(tmp_path, capsys):
     assert LatencyTable.load(table).predictor == report["predictor"]
     assert cli.main(["-q", "latency", "validate", str(tmp_path / "nope.json"), "--out", str(tmp_path / "v2")]) == 2
     assert "build one with fsnas latency build" in capsys.readouterr().err
+
+
+def test_timing_leaves_the_thread_count_as_it_was(tmp_path):
+    before = torch.get_num_threads()
+    build_table("darts", SPACES["darts"], SHAPE, threads=1, warmup=0, repeats=1, progress=False).save(tmp_path / "t.json")
+    g = create_supernet("darts", 1, **SPACES["darts"]).sample_path(torch.Generator().manual_seed(0))
+    g.save(tmp_path / "g.yaml")
+    assert cli.main(["-q", "latency", "measure", str(tmp_path / "g.yaml"), "--threads", "1", "--repeats", "1"]) == 0
+    assert cli.main(["-q", "latency", "validate", str(tmp_path / "t.json"), "--samples", "4", "--repeats", "1",
+                     "--out", str(tmp_path / "v")]) == 0
+    assert torch.get_num_threads() == before
