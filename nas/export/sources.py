@@ -100,10 +100,36 @@ def from_retrain_run(run_path: Path, overrides: list[str]) -> list[Exportable]:
     train = summary.get("train", {})
     origin = (f"trained with {summary.get('learner')} for {train.get('steps')} episodes "
               f"({train.get('weights', 'last step')} weights)")
+    if _fold_learned_scale_shift(run_path, net, spec["shape"]):
+        origin += "; the meta-learned scale/shift (MTL) folded into the weights"
     accuracy = list(summary.get("results", []))
     for ev in sorted(run_path.glob("eval-*/summary.json")):  # later fsnas evaluate runs inside the folder
         accuracy += _read_json(ev).get("results", [])
     return [Exportable(genotype, net, spec, origin, _provenance(run_path, summary, config), accuracy)]
+
+
+def _fold_learned_scale_shift(run_path: Path, net: nn.Module, shape: list[int]) -> bool:
+    """An MTL run keeps its frozen backbone in model.pt and the scale/shift it learned in learner.pt: write
+    the scale/shift into the exported weights, so the plain backbone computes what was evaluated."""
+    from meta.scale_shift import FoldError, ScaleShift, fold_scale_shift
+    from ..pipeline import LEARNER_FILE
+    path = run_path / LEARNER_FILE
+    if not path.is_file():
+        return False
+    try:
+        learned = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ExportError(f"{path} is not a plain state dict ({type(exc).__name__}); it is never unpickled") from None
+    if "ss" not in learned:
+        return False
+    ss = ScaleShift(net)
+    try:
+        ss.load_state_dict(learned["ss"])
+        fold_scale_shift(net, ss, torch.zeros(2, *shape))
+    except (FoldError, RuntimeError) as exc:
+        raise ExportError(f"{run_path}: the run's scale/shift cannot be folded into the plain backbone ({exc}); "
+                          f"evaluate the run itself (fsnas evaluate) instead of an export") from None
+    return True
 
 
 def from_search_run(run_path: Path, overrides: list[str], ranks: list[int] | None) -> list[Exportable]:

@@ -1,13 +1,15 @@
 """Meta-transfer learning: scale/shift is the identity at init and the kernel/bias change MTL defines;
-phase 2 trains scale/shift and the classifier, never the frozen backbone."""
+phase 2 trains scale/shift and the classifier, never the frozen backbone; folded into the weights it
+computes what the hooks compute."""
 
+import pytest
 import torch
 from torch import nn
 
 from meta.data import load_dataset
 from meta.episodes import EpisodeSampler
 from meta.learners import MTL
-from meta.scale_shift import ScaleShift
+from meta.scale_shift import FoldError, ScaleShift, fold_scale_shift
 from search_spaces import build_network, create_model, create_supernet
 
 
@@ -53,3 +55,51 @@ def test_mtl_trains_scale_shift_and_classifier_only():
     assert any(not torch.equal(v, mtl.ss.state_dict()[k]) for k, v in ss0.items())
     assert mtl.meta.head.weight.abs().sum() > 0 and set(mtl.trained_state()) == {"meta", "ss"}
     assert mtl.predict(EpisodeSampler(ds, "test", 5, 1, 2, seed=0).episode(0)).shape == (10, 5)
+
+
+@pytest.mark.parametrize("name", ["conv4", "resnet12", "darts", "blocks"])
+def test_folded_scale_shift_computes_what_the_hooks_compute(name):
+    torch.manual_seed(0)
+    net = {"conv4": lambda: create_model("conv4", in_channels=1, hidden=8),
+           "resnet12": lambda: create_model("resnet12", in_channels=1),
+           "darts": lambda: build_network(create_supernet("darts", 1, channels=4, cells=3, nodes=3).sample_path(
+               torch.Generator().manual_seed(2)), 1),  # sep/dil convs: shifts pass 1x1 convs; FactorizedReduce
+           "blocks": lambda: build_network(create_supernet("blocks", 1, stem_channels=4, stages=[[8, 2, 2]]).sample_path(
+               torch.Generator().manual_seed(1)), 1)}[name]()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+    ss = ScaleShift(net).attach()
+    with torch.no_grad():
+        for p in ss.scale.values():
+            p.uniform_(0.5, 1.5)
+        for p in ss.shift.values():
+            p.normal_()
+    x = torch.randn(4, 1, 28, 28)
+    stats = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():  # train mode updates the running statistics: restore them afterwards
+        hooked = {mode: net.train(mode == "train")(x) for mode in ("eval", "train")}
+    net.load_state_dict(stats)
+    ss.detach()
+    net.eval()
+    probe = ScaleShift(net).attach()
+    with pytest.raises(FoldError, match="detach"):
+        fold_scale_shift(net, probe, x)
+    probe.detach()
+    fold_scale_shift(net, ss, x)
+    with torch.no_grad():
+        for mode in ("eval", "train"):
+            torch.testing.assert_close(net.train(mode == "train")(x), hooked[mode], atol=2e-5, rtol=1e-5)
+
+
+def test_a_shift_that_cannot_pass_exactly_is_refused_and_nothing_changes():
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, bias=False), nn.ReLU(), nn.Conv2d(3, 2, 3))
+    ss = ScaleShift(net)
+    with torch.no_grad():
+        ss.shift["0"].fill_(0.5)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(FoldError, match="does not pass it exactly"):
+        fold_scale_shift(net, ss, torch.randn(1, 1, 8, 8))
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())

@@ -190,3 +190,23 @@ def test_export_a_backbone_by_name_and_retrain_from_an_export_folder(runs, expor
     again = tmp_path / "again"
     assert fsnas("retrain", runs / "tiny.yaml", "train.steps=2", "--arch", exported, "--no-eval", "--out", again) == 0
     assert load_genotype(again / "genotype.yaml") == load_genotype(exported / "genotype.yaml")
+
+
+def test_an_mtl_run_exports_with_its_scale_shift_folded_in(runs, tmp_path):
+    from meta.scale_shift import ScaleShift
+    from search_spaces import build_network
+    run = tmp_path / "mtl"
+    assert fsnas("retrain", runs / "tiny.yaml", "train.learner=mtl", "train.options={steps: 2, lr: 0.05}",
+                 "train.steps=6", "train.val_every=0", "--no-eval", "--out", run) == 0
+    learned = torch.load(run / "learner.pt", weights_only=True)["ss"]
+    assert any(not torch.equal(v, torch.ones_like(v)) for k, v in learned.items() if k.startswith("scale."))
+    assert export(run, "--out", tmp_path / "exp") == 0
+    hooked = build_network(load_genotype(run / "genotype.yaml"), 1)
+    hooked.load_state_dict(torch.load(run / "model.pt", weights_only=True))
+    ss = ScaleShift(hooked)
+    ss.load_state_dict(learned)
+    ss.attach()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(load_backbone(tmp_path / "exp")(x), hooked.eval()(x), atol=1e-5, rtol=1e-5)
+    assert "scale/shift (MTL) folded" in read_card(tmp_path / "exp")["weights"]["origin"]
