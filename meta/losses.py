@@ -1,8 +1,14 @@
 """LOSSES: name -> factory returning ``loss(logits, labels) -> scalar``.  Learners take a loss by name,
-so long-tail losses plug in as one function and one registry line."""
+so long-tail losses plug in as one function and one registry line.
+
+Losses that depend on the class frequencies take ``class_counts`` (images per class, from the data: never
+typed by hand; ``create_loss`` passes them to the factories that ask for them).  Every loss equals
+cross-entropy at its neutral setting and is computed in log space, so logits of +-1e4 stay finite.
+"""
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
@@ -12,6 +18,19 @@ from .registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LOSSES: Registry = Registry("loss")
+
+
+def _counts(class_counts, name: str, allow_zero: bool = False) -> torch.Tensor:
+    if class_counts is None:
+        raise ValueError(f"the {name} loss needs the class counts of the training data")
+    counts = torch.as_tensor(class_counts, dtype=torch.float64)
+    if counts.ndim != 1 or len(counts) < 2:
+        raise ValueError(f"the {name} loss needs a count per class (at least 2 classes)")
+    if not allow_zero and bool((counts <= 0).any()):
+        empty = (counts <= 0).nonzero().flatten()[:5].tolist()
+        raise ValueError(f"the {name} loss divides by class counts, and classes {empty} have no images; drop empty "
+                         f"classes from the split or choose a loss without class counts")
+    return counts
 
 
 @LOSSES.register("cross_entropy")
@@ -24,5 +43,113 @@ def cross_entropy(label_smoothing: float = 0.0) -> LossFn:
     return loss
 
 
-def create_loss(name: str, **options) -> LossFn:
-    return LOSSES[name](**options)
+@LOSSES.register("focal")
+def focal(gamma: float = 2.0) -> LossFn:
+    """Softmax focal loss (Lin et al., 2017): -(1 - p_y)^gamma log p_y; gamma 0 is cross-entropy."""
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(logits, -1).gather(1, labels[:, None]).squeeze(1)
+        return (-(1 - logp.exp()).clamp_min(0) ** gamma * logp).mean() if gamma else -logp.mean()
+    return loss
+
+
+def effective_number_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
+    """Class-balanced weights (Cui et al., 2019): (1 - beta) / (1 - beta^n), normalised to sum to the number
+    of classes; beta 0 gives equal weights."""
+    w = (1 - beta) / (1 - beta ** counts)
+    return w / w.sum() * len(counts)
+
+
+@LOSSES.register("class_balanced")
+def class_balanced(class_counts=None, beta: float = 0.999, gamma: float = 0.0) -> LossFn:
+    """Cross-entropy (or focal, ``gamma`` > 0) weighted per class by the inverse effective number of samples."""
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    weights = effective_number_weights(_counts(class_counts, "class_balanced"), beta).float()
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        w = weights.to(logits.device, logits.dtype)[labels]
+        logp = F.log_softmax(logits, -1).gather(1, labels[:, None]).squeeze(1)
+        per = -(1 - logp.exp()).clamp_min(0) ** gamma * logp if gamma else -logp
+        return (w * per).sum() / len(labels)
+    return loss
+
+
+@LOSSES.register("balanced_softmax")
+def balanced_softmax(class_counts=None, tau: float = 1.0) -> LossFn:
+    """Logit adjustment (Menon et al., 2021): cross-entropy on logits + tau * log prior; tau 1 is the balanced
+    softmax (Ren et al., 2020), tau 0 is cross-entropy.  Training only: predict with the plain logits."""
+    counts = _counts(class_counts, "balanced_softmax")
+    shift = (tau * (counts / counts.sum()).log()).float()
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits + shift.to(logits.device, logits.dtype), labels)
+    return loss
+
+
+@LOSSES.register("ldam")
+def ldam(class_counts=None, max_margin: float = 0.5, scale: float = 30.0, drw_start: float | None = None,
+         drw_beta: float = 0.9999) -> LossFn:
+    """LDAM (Cao et al., 2019): the target logit lowered by a margin proportional to n^(-1/4) (largest
+    ``max_margin``), logits times ``scale``; with deferred re-weighting (DRW), class-balanced weights from
+    ``drw_start`` (a fraction of training; the loss's ``step(t, total)`` is told the progress).
+    max_margin 0, scale 1, no DRW: cross-entropy."""
+    counts = _counts(class_counts, "ldam")
+    margins = counts ** -0.25
+    margins = (margins * (max_margin / margins.max())).float()
+    weights = effective_number_weights(counts, drw_beta).float()
+    state = {"reweight": False}
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        m = torch.zeros_like(logits).scatter_(1, labels[:, None], margins.to(logits.device, logits.dtype)[labels, None])
+        z = scale * (logits - m)
+        w = weights.to(logits.device, logits.dtype) if state["reweight"] else None
+        return F.cross_entropy(z, labels, weight=w)
+
+    def step(t: int, total: int) -> None:
+        state["reweight"] = drw_start is not None and t >= drw_start * total
+    loss.step = step
+    return loss
+
+
+@LOSSES.register("seql")
+def seql(class_counts=None, lam: float = 1e-3, gamma: float = 0.9) -> LossFn:
+    """Softmax equalization loss (Tan et al., 2021): for each sample, the negative logits of tail classes
+    (frequency below ``lam``) leave the softmax denominator with probability ``gamma``, so the many head
+    samples stop suppressing them.  lam 0 or gamma 0 is cross-entropy.  Draws from torch's RNG."""
+    counts = _counts(class_counts, "seql", allow_zero=True)
+    tail = (counts / counts.sum() < lam).float()
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        drop = (torch.rand(logits.shape, device=logits.device) < gamma).to(logits.dtype)
+        w = 1 - drop * tail.to(logits.device, logits.dtype)[None, :]
+        w = w.scatter(1, labels[:, None], 1.0)  # the target always stays
+        log_denominator = torch.logsumexp(logits + torch.log(w.clamp_min(0)), dim=1)
+        return (log_denominator - logits.gather(1, labels[:, None]).squeeze(1)).mean()
+    return loss
+
+
+@LOSSES.register("cdt")
+def cdt(class_counts=None, gamma: float = 0.1) -> LossFn:
+    """Class-dependent temperatures (Ye et al., 2020): logit j divided by (n_max / n_j)^gamma during
+    training (head classes get a sharper softmax); gamma 0 is cross-entropy.  Training only."""
+    counts = _counts(class_counts, "cdt")
+    temps = ((counts.max() / counts) ** gamma).float()
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits / temps.to(logits.device, logits.dtype), labels)
+    return loss
+
+
+def create_loss(name: str, class_counts=None, **options) -> LossFn:
+    """The loss ``name`` with ``options``; ``class_counts`` goes to the losses that take it."""
+    factory = LOSSES[name]
+    if "class_counts" in inspect.signature(factory).parameters:
+        options["class_counts"] = class_counts
+    return factory(**options)
+
+
+def needs_class_counts(name: str) -> bool:
+    return "class_counts" in inspect.signature(LOSSES[name]).parameters

@@ -56,11 +56,11 @@ class Pretrainer:
 
     def __init__(self, backbone: nn.Module, num_classes: int, feature_dim: int, steps: int, *, lr: float = 0.1,
                  momentum: float = 0.9, weight_decay: float = 5e-4, loss: str = "cross_entropy",
-                 loss_options: dict | None = None) -> None:
-        self.backbone = backbone
+                 loss_options: dict | None = None, class_counts: torch.Tensor | None = None) -> None:
+        self.backbone, self.steps, self.t = backbone, steps, 0
         device = next(backbone.parameters()).device
         self.classifier = nn.Linear(feature_dim, num_classes).to(device)
-        self.loss = create_loss(loss, **(loss_options or {}))
+        self.loss = create_loss(loss, class_counts=class_counts, **(loss_options or {}))
         params = [*backbone.parameters(), *self.classifier.parameters()]
         self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -68,6 +68,9 @@ class Pretrainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         self.backbone.train()
+        if hasattr(self.loss, "step"):  # schedules inside a loss (LDAM's deferred re-weighting)
+            self.loss.step(self.t, self.steps)
+        self.t += 1
         logits = self.classifier(self.backbone(x).flatten(1))
         loss = self.loss(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -78,10 +81,11 @@ class Pretrainer:
 
     def state_dict(self) -> dict:
         return {"backbone": self.backbone.state_dict(), "classifier": self.classifier.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "t": self.t}
 
     def load_state_dict(self, state: dict) -> None:
         self.backbone.load_state_dict(state["backbone"])
         self.classifier.load_state_dict(state["classifier"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.t = int(state.get("t", self.scheduler.last_epoch))

@@ -307,11 +307,15 @@ def check_config(cfg: RunConfig) -> None:
         _positive(key, value)
     from meta.pretrain import Pretrainer
     _check_options("pretrain.options", cfg.pretrain.options,
-                   factory_params(Pretrainer, ("self", "backbone", "num_classes", "feature_dim", "steps")), "pretraining")
+                   factory_params(Pretrainer, ("self", "backbone", "num_classes", "feature_dim", "steps",
+                                               "class_counts")), "pretraining")
     loss = cfg.pretrain.options.get("loss")
     if loss is not None and loss not in LOSSES:
         raise ConfigError(f"pretrain.options.loss: unknown loss '{loss}'; choose one of {', '.join(LOSSES)}",
                           key="pretrain.options.loss")
+    if cfg.pretrain.options.get("loss_options"):
+        _check_options("pretrain.options.loss_options", cfg.pretrain.options["loss_options"],
+                       factory_params(LOSSES[loss or "cross_entropy"], ("class_counts",)), f"loss {loss}")
     if not cfg.eval.tasks:
         raise ConfigError("eval.tasks: empty; give at least one task such as {n_way: 5, k_shot: 1, n_query: 15}")
     for key, ep in [("train.episode", cfg.train.episode)] + [(f"eval.tasks.{i}", t) for i, t in enumerate(cfg.eval.tasks)]:

@@ -16,6 +16,7 @@ from meta.learners.maml import feature_dim
 from meta.pretrain import ImageBatches, Pretrainer
 
 from .config import RunConfig
+from .errors import ConfigError
 from .runs import RunDir
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,11 @@ def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: R
                  progress: bool = True) -> dict:
     pc = cfg.pretrain
     batches = ImageBatches(ds, pc.split, pc.batch_size, seed=cfg.seed)
-    trainer = Pretrainer(backbone, batches.num_classes, feature_dim(backbone, ds.image_shape), pc.steps, **pc.options)
+    try:
+        trainer = Pretrainer(backbone, batches.num_classes, feature_dim(backbone, ds.image_shape), pc.steps,
+                             class_counts=batches.class_counts(), **pc.options)
+    except ValueError as exc:
+        raise ConfigError(f"pretrain.options: {exc}", key="pretrain.options") from None
     start = 0
     state = run.load_checkpoint("pretrain", map_location=device)
     if state is not None:

@@ -276,3 +276,15 @@ def test_fine_tune_baseline_runs_on_a_pretrained_backbone_without_meta_training(
                        ["features.0.0.weight"])  # frozen: the evaluated backbone is the pretrained one
     assert fsnas("evaluate", run, "--out", tmp_path / "ev") == 0
     assert json.loads((tmp_path / "ev" / "summary.json").read_text())["accuracy"] == summary["accuracy"]
+
+
+def test_pretraining_with_a_long_tail_loss_takes_its_class_counts_from_the_data(tiny_config, tmp_path, capsys):
+    run = tmp_path / "ldam"
+    assert fsnas("retrain", tiny_config, "pretrain.steps=4", "pretrain.batch_size=16", "pretrain.log_every=2",
+                 "pretrain.options={loss: ldam, loss_options: {drw_start: 0.5}}", "train.steps=1", "train.val_every=0",
+                 "--no-eval", "--out", run) == 0
+    assert torch.load(run / "checkpoints" / "pretrain.pt", weights_only=True)["trainer"]["t"] == 4
+    assert fsnas("retrain", tiny_config, "pretrain.steps=4", "pretrain.options={loss: ldam, loss_options: {margin: 1}}",
+                 "--out", tmp_path / "bad") == 2
+    assert "pretrain.options.loss_options.margin: unknown option" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
