@@ -35,6 +35,14 @@ class EpisodeConfig:
 
 
 @dataclass
+class LongTailConfig:
+    """A long-tailed version of one split (exponential profile); its dropped images form <split>_heldout."""
+    imbalance: float | None = None  # n_max / n_min; null: the split as it is
+    split: str = "train"
+    seed: int = 0
+
+
+@dataclass
 class DataConfig:
     dataset: str = "synthetic"
     root: str | None = None  # folder holding omniglot-py/, mini-imagenet/, ...; FSNAS_DATA_ROOT when null
@@ -43,6 +51,7 @@ class DataConfig:
     download: bool = False
     cache: bool = True  # keep decoded images under FSNAS_CACHE_DIR (~/.cache/fsnas)
     options: dict = field(default_factory=dict)  # dataset-specific, see `fsnas data list`
+    long_tail: LongTailConfig = field(default_factory=lambda: LongTailConfig())
 
 
 @dataclass

@@ -44,11 +44,19 @@ def build_dataset(cfg: RunConfig) -> FewShotDataset:
         raise ConfigError(f"data.root: {root} does not exist; set data.root (or FSNAS_DATA_ROOT) to the folder "
                           f"holding the dataset", key="data.root")
     try:
-        return load_dataset(cfg.data.dataset, root, image_size=cfg.data.image_size, split_dir=cfg.data.split_dir,
-                            download=cfg.data.download, cache_dir=default_cache_dir() if cfg.data.cache else None,
-                            **cfg.data.options)
+        ds = load_dataset(cfg.data.dataset, root, image_size=cfg.data.image_size, split_dir=cfg.data.split_dir,
+                          download=cfg.data.download, cache_dir=default_cache_dir() if cfg.data.cache else None,
+                          **cfg.data.options)
     except DatasetError as exc:
         raise ConfigError(f"data: {exc}", key="data") from None
+    lt = cfg.data.long_tail
+    if lt.imbalance is not None:
+        from meta.data.long_tail import make_long_tailed
+        try:
+            make_long_tailed(ds, lt.split, lt.imbalance, lt.seed)
+        except DatasetError as exc:
+            raise ConfigError(f"data.long_tail: {exc}", key="data.long_tail") from None
+    return ds
 
 
 def check_against_data(cfg: RunConfig, ds: FewShotDataset, train: bool = True, test: bool = True,

@@ -1,0 +1,46 @@
+"""Long-tailed splits: the exponential profile, a seeded choice of classes and images, and the dropped
+images kept apart as the held-out part of the split."""
+
+import pytest
+import torch
+
+from meta.data import DatasetError, load_dataset
+from meta.data.long_tail import exponential_profile, make_long_tailed
+from meta.pretrain import ImageBatches
+from nas.config import load_config
+from nas.errors import ConfigError
+from nas.pipeline import build_dataset
+
+
+def synthetic():
+    return load_dataset("synthetic", train_classes=12, val_classes=4, test_classes=4, images_per_class=20)
+
+
+def test_exponential_profile():
+    assert exponential_profile(20, 5, 10) == [20, 11, 6, 3, 2]
+    assert exponential_profile(100, 11, 100)[-1] == 1 and exponential_profile(100, 11, 1) == [100] * 11
+    with pytest.raises(DatasetError, match="imbalance must be >= 1"):
+        exponential_profile(10, 3, 0.5)
+
+
+def test_long_tailed_split_keeps_the_profile_and_holds_out_the_rest():
+    full = synthetic().split("train")
+    ds = make_long_tailed(synthetic(), "train", imbalance=10, seed=3)
+    lt, held = ds.split("train"), ds.split("train_heldout")
+    assert sorted(lt.image_counts.tolist(), reverse=True) == exponential_profile(20, 12, 10)
+    assert torch.equal(lt.image_counts + held.image_counts, full.image_counts)
+    for row in range(12):
+        kept = set(lt.image_index[row, : lt.image_counts[row]].tolist())
+        dropped = set(held.image_index[row, : held.image_counts[row]].tolist())
+        assert not kept & dropped and kept | dropped == set(full.image_index[row, : full.image_counts[row]].tolist())
+    again = make_long_tailed(synthetic(), "train", imbalance=10, seed=3).split("train")
+    other = make_long_tailed(synthetic(), "train", imbalance=10, seed=4).split("train")
+    assert torch.equal(again.image_index, lt.image_index) and not torch.equal(other.image_index, lt.image_index)
+    assert torch.equal(ImageBatches(ds, "train", 8).class_counts(), lt.image_counts)  # what the losses are given
+
+
+def test_long_tail_from_the_config():
+    ds = build_dataset(load_config(None, ["data.long_tail.imbalance=5", "data.long_tail.seed=1"]))
+    assert ds.info["long_tail"]["imbalance"] == 5 and int(ds.split("train").image_counts.min()) == 4
+    with pytest.raises(ConfigError, match="data.long_tail: imbalance must be >= 1"):
+        build_dataset(load_config(None, ["data.long_tail.imbalance=0.5"]))
