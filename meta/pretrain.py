@@ -40,7 +40,14 @@ class ImageBatches:
 
     def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + index) % 2**31)
-        pick = torch.randint(len(self.classes), (self.batch_size,), generator=g)
+        return self._gather(torch.randint(len(self.classes), (self.batch_size,), generator=g))
+
+    def every_image(self):
+        """All (image, class) pairs of the split in order, ``batch_size`` at a time (for evaluation)."""
+        for start in range(0, len(self.classes), self.batch_size):
+            yield self._gather(torch.arange(start, min(start + self.batch_size, len(self.classes))))
+
+    def _gather(self, pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.classes[pick]
         rows, turns = y % self.rows, y // self.rows
         x = self.images[self.split.image_index[rows, self.slots[pick]]]
@@ -89,3 +96,36 @@ class Pretrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.t = int(state.get("t", self.scheduler.last_epoch))
+
+
+@torch.no_grad()
+def base_class_accuracy(backbone: nn.Module, classifier: nn.Module, heldout: ImageBatches,
+                        train_counts: torch.Tensor, many: int = 100, few: int = 20) -> dict:
+    """Accuracy of a many-way classifier on held-out images of its training classes: overall, balanced (the
+    mean over classes), and by how many training images a class had: many (> ``many``), medium, few
+    (< ``few``).  A group with no class is None.  The backbone is evaluated with running statistics."""
+    device = next(backbone.parameters()).device
+    was_training = backbone.training
+    backbone.eval()
+    correct = torch.zeros(heldout.num_classes)
+    total = torch.zeros(heldout.num_classes)
+    try:
+        for x, y in heldout.every_image():
+            hit = (classifier(backbone(x.to(device)).flatten(1)).argmax(1).cpu() == y).float()
+            correct.index_add_(0, y, hit)
+            total.index_add_(0, y, torch.ones_like(hit))
+    finally:
+        backbone.train(was_training)
+    seen = total > 0
+    per_class = correct / total.clamp_min(1)
+    counts = train_counts.to(per_class.device)
+
+    def group(mask: torch.Tensor) -> float | None:
+        mask = mask & seen
+        return float(per_class[mask].mean()) if bool(mask.any()) else None
+    return {"accuracy": float(correct.sum() / total.sum()), "balanced_accuracy": group(torch.ones_like(seen)),
+            "many": group(counts > many), "medium": group((counts >= few) & (counts <= many)),
+            "few": group(counts < few), "classes": {"many": int((counts > many).sum()),
+                                                    "medium": int(((counts >= few) & (counts <= many)).sum()),
+                                                    "few": int((counts < few).sum())},
+            "thresholds": {"many": many, "few": few}, "images": int(total.sum())}

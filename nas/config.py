@@ -40,6 +40,9 @@ class LongTailConfig:
     imbalance: float | None = None  # n_max / n_min; null: the split as it is
     split: str = "train"
     seed: int = 0
+    heldout: int = 0  # images per class set aside first, as the balanced <split>_heldout (base-class accuracy)
+    many: int = 100  # base-class accuracy groups: many > many training images, few < few, medium between
+    few: int = 20
 
 
 @dataclass

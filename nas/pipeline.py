@@ -53,7 +53,7 @@ def build_dataset(cfg: RunConfig) -> FewShotDataset:
     if lt.imbalance is not None:
         from meta.data.long_tail import make_long_tailed
         try:
-            make_long_tailed(ds, lt.split, lt.imbalance, lt.seed)
+            make_long_tailed(ds, lt.split, lt.imbalance, lt.seed, lt.heldout)
         except DatasetError as exc:
             raise ConfigError(f"data.long_tail: {exc}", key="data.long_tail") from None
     return ds

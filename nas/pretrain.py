@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from meta.data import FewShotDataset
 from meta.learners.maml import feature_dim
-from meta.pretrain import ImageBatches, Pretrainer
+from meta.pretrain import ImageBatches, Pretrainer, base_class_accuracy
 
 from .config import RunConfig
 from .errors import ConfigError
@@ -55,5 +55,13 @@ def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: R
                                              "rng": torch.get_rng_state()})
     last = [r for r in run.read_metrics() if r.get("phase") == "pretrain"]
     # seconds: this process's pretraining (not counting a resumed run's earlier part)
-    return {"steps": pc.steps, "classes": batches.num_classes, "seconds": round(time.perf_counter() - t0, 1), **({"final_loss": last[-1]["loss"],
-                                                                  "final_accuracy": last[-1]["accuracy"]} if last else {})}
+    out = {"steps": pc.steps, "classes": batches.num_classes, "seconds": round(time.perf_counter() - t0, 1)}
+    if last:
+        out.update(final_loss=last[-1]["loss"], final_accuracy=last[-1]["accuracy"])
+    lt = cfg.data.long_tail
+    if lt.imbalance is not None and lt.heldout and lt.split == pc.split:  # at the final step, never the best one
+        heldout = ImageBatches(ds, f"{pc.split}_heldout", 256, seed=cfg.seed)
+        out["base_classes"] = base_class_accuracy(backbone, trainer.classifier, heldout, batches.class_counts(),
+                                                  lt.many, lt.few)
+        run.log({"phase": "pretrain_eval", "step": pc.steps, **out["base_classes"]})
+    return out

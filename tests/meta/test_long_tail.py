@@ -23,18 +23,21 @@ def test_exponential_profile():
         exponential_profile(10, 3, 0.5)
 
 
-def test_long_tailed_split_keeps_the_profile_and_holds_out_the_rest():
+def test_long_tailed_split_keeps_the_profile_after_a_balanced_heldout():
     full = synthetic().split("train")
-    ds = make_long_tailed(synthetic(), "train", imbalance=10, seed=3)
+    ds = make_long_tailed(synthetic(), "train", imbalance=10, seed=3, heldout=5)
     lt, held = ds.split("train"), ds.split("train_heldout")
-    assert sorted(lt.image_counts.tolist(), reverse=True) == exponential_profile(20, 12, 10)
-    assert torch.equal(lt.image_counts + held.image_counts, full.image_counts)
+    assert sorted(lt.image_counts.tolist(), reverse=True) == exponential_profile(15, 12, 10)
+    assert held.image_counts.tolist() == [5] * 12 and torch.equal(held.class_ids, lt.class_ids)
     for row in range(12):
         kept = set(lt.image_index[row, : lt.image_counts[row]].tolist())
-        dropped = set(held.image_index[row, : held.image_counts[row]].tolist())
-        assert not kept & dropped and kept | dropped == set(full.image_index[row, : full.image_counts[row]].tolist())
-    again = make_long_tailed(synthetic(), "train", imbalance=10, seed=3).split("train")
-    other = make_long_tailed(synthetic(), "train", imbalance=10, seed=4).split("train")
+        test = set(held.image_index[row].tolist())
+        assert len(test) == 5 and not kept & test
+        assert kept | test <= set(full.image_index[row, : full.image_counts[row]].tolist())
+    with pytest.raises(DatasetError, match="heldout must be"):
+        make_long_tailed(synthetic(), "train", imbalance=10, heldout=20)
+    again = make_long_tailed(synthetic(), "train", imbalance=10, seed=3, heldout=5).split("train")
+    other = make_long_tailed(synthetic(), "train", imbalance=10, seed=4, heldout=5).split("train")
     assert torch.equal(again.image_index, lt.image_index) and not torch.equal(other.image_index, lt.image_index)
     assert torch.equal(ImageBatches(ds, "train", 8).class_counts(), lt.image_counts)  # what the losses are given
 
