@@ -143,6 +143,35 @@ def cdt(class_counts=None, gamma: float = 0.1) -> LossFn:
     return loss
 
 
+@LOSSES.register("ib")
+def influence_balanced(class_counts=None, alpha: float = 1000.0, epsilon: float = 1e-3, warmup: float = 0.5,
+                       class_weighted: bool = True) -> LossFn:
+    """Influence-balanced loss (Park et al., 2021): after plain cross-entropy for the first ``warmup`` share of
+    training (the loss's ``step(t, total)`` is told the progress), each sample's cross-entropy is divided by
+    its influence ||softmax - onehot||_1 * ||h||_1 (h: the features before the classifier, passed as
+    ``features=``), times ``alpha``, with class weights n_k^-1 normalised to sum to the number of classes.
+    Before the warm-up ends, or with warmup 1, it is cross-entropy."""
+    counts = _counts(class_counts, "ib")
+    weights = (1 / counts) / (1 / counts).sum() * len(counts) if class_weighted else torch.ones_like(counts)
+    state = {"active": False}
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        if not state["active"]:
+            return F.cross_entropy(logits, labels)
+        if features is None:
+            raise ValueError("the ib loss needs the features before the classifier (features=...)")
+        onehot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+        influence = (F.softmax(logits, 1) - onehot).abs().sum(1) * features.flatten(1).abs().sum(1)
+        scale = (alpha / (influence + epsilon)).detach()  # a per-sample weight: no gradient through it
+        w = weights.to(logits.device, logits.dtype)
+        return (F.cross_entropy(logits, labels, weight=w, reduction="none") * scale).mean()
+
+    def step(t: int, total: int) -> None:
+        state["active"] = t >= warmup * total and warmup < 1
+    loss.step, loss.needs_features = step, True
+    return loss
+
+
 def create_loss(name: str, class_counts=None, **options) -> LossFn:
     """The loss ``name`` with ``options``; ``class_counts`` goes to the losses that take it."""
     factory = LOSSES[name]

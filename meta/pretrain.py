@@ -78,8 +78,10 @@ class Pretrainer:
         if hasattr(self.loss, "step"):  # schedules inside a loss (LDAM's deferred re-weighting)
             self.loss.step(self.t, self.steps)
         self.t += 1
-        logits = self.classifier(self.backbone(x).flatten(1))
-        loss = self.loss(logits, y)
+        feats = self.backbone(x).flatten(1)
+        logits = self.classifier(feats)
+        loss = self.loss(logits, y, features=feats) if getattr(self.loss, "needs_features", False) \
+            else self.loss(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -10,10 +10,10 @@ from meta.losses import LOSSES, create_loss, effective_number_weights, needs_cla
 COUNTS = torch.tensor([500, 120, 40, 9, 3])
 NEUTRAL = {"cross_entropy": {}, "focal": {"gamma": 0.0}, "class_balanced": {"beta": 0.0},
            "balanced_softmax": {"tau": 0.0}, "ldam": {"max_margin": 0.0, "scale": 1.0},
-           "seql": {"lam": 0.0}, "cdt": {"gamma": 0.0}}
+           "seql": {"lam": 0.0}, "cdt": {"gamma": 0.0}, "ib": {"warmup": 1.0}}
 ACTIVE = {"cross_entropy": {"label_smoothing": 0.1}, "focal": {"gamma": 2.0}, "class_balanced": {"beta": 0.99},
           "balanced_softmax": {"tau": 1.0}, "ldam": {"max_margin": 0.5, "scale": 30.0, "drw_start": 0.0},
-          "seql": {"lam": 0.05, "gamma": 0.9}, "cdt": {"gamma": 0.3}}
+          "seql": {"lam": 0.05, "gamma": 0.9}, "cdt": {"gamma": 0.3}, "ib": {"warmup": 0.0}}
 
 
 def test_every_registered_loss_is_covered():
@@ -35,12 +35,13 @@ def test_finite_at_huge_logits(name):
     loss = create_loss(name, class_counts=COUNTS, **ACTIVE[name])
     if hasattr(loss, "step"):
         loss.step(10, 10)
-    value = loss(logits, labels)
+    value = loss(logits, labels, features=torch.tensor([[1e4, -2.0], [0.5, 3.0]])) if name == "ib" \
+        else loss(logits, labels)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
 
 
-@pytest.mark.parametrize("name", ["class_balanced", "balanced_softmax", "ldam", "cdt"])
+@pytest.mark.parametrize("name", ["class_balanced", "balanced_softmax", "ldam", "cdt", "ib"])
 def test_zero_counts_are_refused_where_the_formula_divides_by_them(name):
     with pytest.raises(ValueError, match=r"classes \[2\] have no images"):
         create_loss(name, class_counts=torch.tensor([10, 5, 0, 3]))
@@ -77,3 +78,18 @@ def test_what_each_loss_does():
     torch.manual_seed(0)
     seql_all = create_loss("seql", class_counts=COUNTS, lam=1.0, gamma=1.0)  # every class tail, always dropped
     assert seql_all(logits, labels).item() == pytest.approx(0.0, abs=1e-12)  # only the target stays
+
+
+def test_influence_balanced_divides_by_influence_after_the_warm_up():
+    g = torch.Generator().manual_seed(2)
+    logits, labels = torch.randn(16, 5, generator=g, dtype=torch.float64), torch.randint(0, 5, (16,), generator=g)
+    feats = torch.randn(16, 8, generator=g, dtype=torch.float64)
+    ib = create_loss("ib", class_counts=COUNTS, alpha=1.0, epsilon=0.0, warmup=0.5, class_weighted=False)
+    ib.step(4, 10)
+    torch.testing.assert_close(ib(logits, labels, features=feats), F.cross_entropy(logits, labels))  # warming up
+    ib.step(5, 10)
+    influence = (F.softmax(logits, 1) - F.one_hot(labels, 5)).abs().sum(1) * feats.abs().sum(1)
+    expected = (F.cross_entropy(logits, labels, reduction="none") / influence).mean()
+    torch.testing.assert_close(ib(logits, labels, features=feats), expected)
+    with pytest.raises(ValueError, match="needs the features"):
+        ib(logits, labels)

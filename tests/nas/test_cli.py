@@ -284,6 +284,9 @@ def test_pretraining_with_a_long_tail_loss_takes_its_class_counts_from_the_data(
                  "pretrain.options={loss: ldam, loss_options: {drw_start: 0.5}}", "train.steps=1", "train.val_every=0",
                  "--no-eval", "--out", run) == 0
     assert torch.load(run / "checkpoints" / "pretrain.pt", weights_only=True)["trainer"]["t"] == 4
+    assert fsnas("retrain", tiny_config, "pretrain.steps=4", "pretrain.batch_size=16", "pretrain.log_every=2",
+                 "pretrain.options={loss: ib, loss_options: {warmup: 0.5}}", "train.steps=1", "train.val_every=0",
+                 "--no-eval", "--out", tmp_path / "ib") == 0  # the features reach the loss after the warm-up
     assert fsnas("retrain", tiny_config, "pretrain.steps=4", "pretrain.options={loss: ldam, loss_options: {margin: 1}}",
                  "--out", tmp_path / "bad") == 2
     assert "pretrain.options.loss_options.margin: unknown option" in capsys.readouterr().err
