@@ -9,16 +9,31 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.data import WeightedRandomSampler
 
 from .data import FewShotDataset
 from .evaluation import accuracy
 from .losses import create_loss
 
 
-class ImageBatches:
-    """Batch ``i`` of ``batch_size`` (image, split-local class) pairs, a function of ``seed`` and ``i`` only."""
+SAMPLINGS = ("instance", "class", "sqrt", "progressive")
 
-    def __init__(self, dataset: FewShotDataset, split: str, batch_size: int, seed: int = 0) -> None:
+
+class ImageBatches:
+    """Batch ``i`` of ``batch_size`` (image, split-local class) pairs, a function of ``seed`` and ``i`` only.
+
+    ``sampling`` (Kang et al., 2020): ``instance`` draws images uniformly (a long-tailed split stays
+    long-tailed); ``class`` draws classes uniformly; ``sqrt`` draws class c with probability ∝ sqrt(n_c);
+    ``progressive`` moves from instance to class-balanced over ``total`` batches.  The non-uniform ones go
+    through torch's ``WeightedRandomSampler``."""
+
+    def __init__(self, dataset: FewShotDataset, split: str, batch_size: int, seed: int = 0,
+                 sampling: str = "instance", total: int | None = None) -> None:
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got '{sampling}'")
+        if sampling == "progressive" and not total:
+            raise ValueError("progressive sampling needs the number of batches (total)")
+        self.sampling, self.total = sampling, total
         self.split, self.batch_size, self.seed = dataset.split(split), int(batch_size), int(seed)
         self.images = dataset.images
         self.mean = torch.tensor(dataset.mean, dtype=torch.float32).view(1, -1, 1, 1)
@@ -38,9 +53,21 @@ class ImageBatches:
         """Images per class (for class-balanced and logit-adjusted losses)."""
         return torch.bincount(self.classes, minlength=self.num_classes)
 
+    def image_weights(self, index: int) -> torch.Tensor:
+        """Probability weight of every image for batch ``index``: n_c^(q-1) for q = 1 (instance), 0 (class),
+        1/2 (sqrt); progressive mixes the instance and class-balanced distributions by index / total."""
+        n = self.class_counts().double()[self.classes]
+        if self.sampling == "progressive":
+            t = min(index / self.total, 1.0)
+            return (1 - t) / len(self.classes) + t / (n * self.num_classes)
+        return n ** ({"instance": 1.0, "class": 0.0, "sqrt": 0.5}[self.sampling] - 1)
+
     def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + index) % 2**31)
-        return self._gather(torch.randint(len(self.classes), (self.batch_size,), generator=g))
+        if self.sampling == "instance":
+            return self._gather(torch.randint(len(self.classes), (self.batch_size,), generator=g))
+        sampler = WeightedRandomSampler(self.image_weights(index), self.batch_size, replacement=True, generator=g)
+        return self._gather(torch.tensor(list(sampler)))
 
     def every_image(self):
         """All (image, class) pairs of the split in order, ``batch_size`` at a time (for evaluation)."""

@@ -136,6 +136,7 @@ class PretrainConfig:
     steps: int = 0
     batch_size: int = 128
     split: str = "train"
+    sampling: str = "instance"  # instance | class | sqrt | progressive (meta.pretrain.ImageBatches)
     options: dict = field(default_factory=dict)  # meta.pretrain.Pretrainer: lr, momentum, weight_decay, loss, ...
     log_every: int = 100
     checkpoint_every: int = 500
@@ -325,6 +326,10 @@ def check_config(cfg: RunConfig) -> None:
     if loss is not None and loss not in LOSSES:
         raise ConfigError(f"pretrain.options.loss: unknown loss '{loss}'; choose one of {', '.join(LOSSES)}",
                           key="pretrain.options.loss")
+    from meta.pretrain import SAMPLINGS
+    if cfg.pretrain.sampling not in SAMPLINGS:
+        raise ConfigError(f"pretrain.sampling: '{cfg.pretrain.sampling}' is not a sampling; choose one of "
+                          f"{', '.join(SAMPLINGS)}", key="pretrain.sampling")
     if cfg.pretrain.options.get("loss_options"):
         _check_options("pretrain.options.loss_options", cfg.pretrain.options["loss_options"],
                        factory_params(LOSSES[loss or "cross_entropy"], ("class_counts",)), f"loss {loss}")

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: RunDir, device: torch.device,
                  progress: bool = True) -> dict:
     pc = cfg.pretrain
-    batches = ImageBatches(ds, pc.split, pc.batch_size, seed=cfg.seed)
+    batches = ImageBatches(ds, pc.split, pc.batch_size, seed=cfg.seed, sampling=pc.sampling, total=pc.steps)
     try:
         trainer = Pretrainer(backbone, batches.num_classes, feature_dim(backbone, ds.image_shape), pc.steps,
                              class_counts=batches.class_counts(), **pc.options)

@@ -47,3 +47,26 @@ def test_long_tail_from_the_config():
     assert ds.info["long_tail"]["imbalance"] == 5 and int(ds.split("train").image_counts.min()) == 4
     with pytest.raises(ConfigError, match="data.long_tail: imbalance must be >= 1"):
         build_dataset(load_config(None, ["data.long_tail.imbalance=0.5"]))
+
+
+def test_class_balanced_sqrt_and_progressive_sampling():
+    ds = make_long_tailed(synthetic(), "train", imbalance=10, seed=0)
+    counts = ds.split("train").image_counts.double()
+    head, tail = int(counts.argmax()), int(counts.argmin())
+
+    def frequencies(sampling, batches=range(60)):
+        b = ImageBatches(ds, "train", 200, seed=0, sampling=sampling, total=60)
+        ys = torch.cat([b.batch(i)[1] for i in batches])
+        return torch.bincount(ys, minlength=12).double() / len(ys)
+    inst, cls, sq = frequencies("instance"), frequencies("class"), frequencies("sqrt")
+    assert inst[head] / inst[tail] == pytest.approx(float(counts[head] / counts[tail]), rel=0.35)
+    assert cls[head] / cls[tail] == pytest.approx(1.0, rel=0.25)
+    assert sq[head] / sq[tail] == pytest.approx(float((counts[head] / counts[tail]).sqrt()), rel=0.3)
+    early, late = frequencies("progressive", range(0, 6)), frequencies("progressive", range(54, 60))
+    assert early[head] / early[tail] > 3 * late[head] / late[tail]
+    b = ImageBatches(ds, "train", 16, seed=0, sampling="class")
+    assert torch.equal(b.batch(5)[1], b.batch(5)[1])  # a function of seed and index
+    w = ImageBatches(ds, "train", 16, sampling="progressive", total=10)
+    torch.testing.assert_close(w.image_weights(0), torch.full((len(w.classes),), 1 / len(w.classes), dtype=torch.float64))
+    with pytest.raises(ValueError, match="sampling must be"):
+        ImageBatches(ds, "train", 16, sampling="balanced")

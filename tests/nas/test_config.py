@@ -62,6 +62,7 @@ def test_apply_override_parses_yaml_values():
     ({}, ["eval.bn_mode=magic"], r"eval.bn_mode: 'magic' is not a BatchNorm mode"),
     ({}, ["device=tpu"], r"device: 'tpu' is not a device"),
     ({}, ["train.options.loss=focal_typo"], r"train.options.loss: unknown loss"),
+    ({}, ["pretrain.sampling=balanced"], r"pretrain.sampling: 'balanced' is not a sampling; choose one of instance"),
     (["a", "list"], [], r"must hold a mapping"),
 ])
 def test_bad_configs_name_the_key_and_file(tmp_path, data, overrides, pattern):
