@@ -113,7 +113,8 @@ class Pretrainer:
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return {"loss": loss.item(), "accuracy": accuracy(logits.detach(), y), "lr": self.optimizer.param_groups[0]["lr"]}
+        return {"loss": loss.item(), "accuracy": accuracy(logits.detach(), y),
+                "lr": self.optimizer.param_groups[0]["lr"]}
 
     def state_dict(self) -> dict:
         return {"backbone": self.backbone.state_dict(), "classifier": self.classifier.state_dict(),
@@ -158,3 +159,14 @@ def base_class_accuracy(backbone: nn.Module, classifier: nn.Module, heldout: Ima
                                                     "medium": int(((counts >= few) & (counts <= many)).sum()),
                                                     "few": int((counts < few).sum())},
             "thresholds": {"many": many, "few": few}, "images": int(total.sum())}
+
+
+def tau_normalized(classifier: nn.Linear, tau: float) -> nn.Linear:
+    """τ-normalisation (Kang et al., 2020): a copy of ``classifier`` with each class's weight row divided by its
+    norm to the power ``tau`` (bias dropped), so head classes lose the larger norms they grew; tau 0 keeps the
+    weights."""
+    out = nn.Linear(classifier.in_features, classifier.out_features, bias=False).to(classifier.weight.device)
+    with torch.no_grad():
+        w = classifier.weight
+        out.weight.copy_(w / w.norm(dim=1, keepdim=True).clamp_min(1e-12) ** tau)
+    return out

@@ -137,6 +137,7 @@ class PretrainConfig:
     batch_size: int = 128
     split: str = "train"
     sampling: str = "instance"  # instance | class | sqrt | progressive (meta.pretrain.ImageBatches)
+    tau_norm: float | None = None  # also report base-class accuracy with the τ-normalised classifier
     options: dict = field(default_factory=dict)  # meta.pretrain.Pretrainer: lr, momentum, weight_decay, loss, ...
     log_every: int = 100
     checkpoint_every: int = 500

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from meta.data import FewShotDataset
 from meta.learners.maml import feature_dim
-from meta.pretrain import ImageBatches, Pretrainer, base_class_accuracy
+from meta.pretrain import ImageBatches, Pretrainer, base_class_accuracy, tau_normalized
 
 from .config import RunConfig
 from .errors import ConfigError
@@ -64,4 +64,9 @@ def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: R
         out["base_classes"] = base_class_accuracy(backbone, trainer.classifier, heldout, batches.class_counts(),
                                                   lt.many, lt.few)
         run.log({"phase": "pretrain_eval", "step": pc.steps, **out["base_classes"]})
+        if pc.tau_norm is not None:
+            out["base_classes_tau_norm"] = {"tau": pc.tau_norm, **base_class_accuracy(
+                backbone, tau_normalized(trainer.classifier, pc.tau_norm), heldout, batches.class_counts(),
+                lt.many, lt.few)}
+            run.log({"phase": "pretrain_eval_tau_norm", "step": pc.steps, **out["base_classes_tau_norm"]})
     return out

@@ -45,7 +45,8 @@ def batched_query_logits(meta: "MetaModel", episodes: Sequence[Episode], steps: 
             if meta.bn_stats != "per_step":
                 return {n: b for n, b in bufs.items() if n.startswith("backbone.")}
             prefix = f"step{min(step, meta.steps)}__"
-            counters = {n: b for n, b in bufs.items() if n.startswith("backbone.") and n.endswith("num_batches_tracked")}
+            counters = {n: b for n, b in bufs.items()
+                        if n.startswith("backbone.") and n.endswith("num_batches_tracked")}
             return {**counters, **{"backbone." + n[len(prefix):].replace("__", "."): b for n, b in bufs.items()
                                    if n.startswith(prefix)}}
 

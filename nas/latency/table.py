@@ -118,7 +118,8 @@ class LatencyPredictor:
     op type times that type's scale: corrects ops whose isolated timing misjudges their cost inside a
     network).  ``expected`` is the differentiable version over the supernet's op weights (DARTS losses)."""
 
-    def __init__(self, table: LatencyTable, supernet: nn.Module, image_shape: tuple[int, int, int] | None = None) -> None:
+    def __init__(self, table: LatencyTable, supernet: nn.Module,
+                 image_shape: tuple[int, int, int] | None = None) -> None:
         self.table, self.supernet = table, supernet
         plan = supernet.latency_plan(tuple(image_shape or table.space["image_shape"]))
         missing = [s.key for row in plan.positions for s in row if s is not None and s.key not in table.entries]

@@ -35,3 +35,17 @@ def test_pretraining_learns_the_training_classes():
     trainer = Pretrainer(backbone, batches.num_classes, feature_dim(backbone, (1, 28, 28)), steps=120, lr=0.05)
     accs = [trainer.step(*batches.batch(i))["accuracy"] for i in range(120)]
     assert sum(accs[-20:]) / 20 > 0.6  # chance: 0.1
+
+
+def test_tau_normalisation():
+    from meta.pretrain import tau_normalized
+    torch.manual_seed(0)
+    clf = torch.nn.Linear(6, 4)
+    with torch.no_grad():
+        clf.weight[0] *= 10  # a "head" class with a large norm
+    same = tau_normalized(clf, 0.0)
+    assert torch.equal(same.weight, clf.weight) and same.bias is None
+    unit = tau_normalized(clf, 1.0)
+    torch.testing.assert_close(unit.weight.norm(dim=1), torch.ones(4))
+    half = tau_normalized(clf, 0.5).weight.norm(dim=1)
+    torch.testing.assert_close(half, clf.weight.norm(dim=1).sqrt())

@@ -297,10 +297,13 @@ def test_long_tailed_pretraining_reports_many_medium_few_on_held_out_images(tiny
     run = tmp_path / "lt"
     assert fsnas("retrain", tiny_config, "data.long_tail={imbalance: 5, heldout: 5, many: 10, few: 4}",
                  "pretrain.steps=30", "pretrain.batch_size=32", "pretrain.log_every=10",
-                 "pretrain.options={loss: balanced_softmax}", "train.steps=1", "train.val_every=0",
+                 "pretrain.options={loss: balanced_softmax}", "pretrain.tau_norm=1.0", "train.steps=1",
+                 "train.val_every=0",
                  "train.episode={n_way: 5, k_shot: 1, n_query: 1}", "--no-eval", "--out", run) == 0
     base = json.loads((run / "summary.json").read_text())["pretrain"]["base_classes"]
     assert base["images"] == 40 * 5 and base["thresholds"] == {"many": 10, "few": 4}
     assert sum(base["classes"].values()) == 40 and all(base[g] is not None for g in ("many", "medium", "few"))
     assert 0.0 <= base["balanced_accuracy"] <= 1.0 and base["balanced_accuracy"] > 1 / 40  # learned something
     assert [r["phase"] for r in RunDir(run).read_metrics()].count("pretrain_eval") == 1
+    tau = json.loads((run / "summary.json").read_text())["pretrain"]["base_classes_tau_norm"]
+    assert tau["tau"] == 1.0 and tau["images"] == base["images"]
