@@ -43,6 +43,12 @@ def cross_entropy(label_smoothing: float = 0.0) -> LossFn:
     return loss
 
 
+def focal_terms(logits: torch.Tensor, labels: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-sample -(1 - p_y)^gamma log p_y (cross-entropy when gamma is 0)."""
+    logp = F.log_softmax(logits, -1).gather(1, labels[:, None]).squeeze(1)
+    return -(1 - logp.exp()).clamp_min(0) ** gamma * logp if gamma else -logp
+
+
 @LOSSES.register("focal")
 def focal(gamma: float = 2.0) -> LossFn:
     """Softmax focal loss (Lin et al., 2017): -(1 - p_y)^gamma log p_y; gamma 0 is cross-entropy."""
@@ -50,8 +56,7 @@ def focal(gamma: float = 2.0) -> LossFn:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
 
     def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logp = F.log_softmax(logits, -1).gather(1, labels[:, None]).squeeze(1)
-        return (-(1 - logp.exp()).clamp_min(0) ** gamma * logp).mean() if gamma else -logp.mean()
+        return focal_terms(logits, labels, gamma).mean()
     return loss
 
 
@@ -71,9 +76,7 @@ def class_balanced(class_counts=None, beta: float = 0.999, gamma: float = 0.0) -
 
     def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         w = weights.to(logits.device, logits.dtype)[labels]
-        logp = F.log_softmax(logits, -1).gather(1, labels[:, None]).squeeze(1)
-        per = -(1 - logp.exp()).clamp_min(0) ** gamma * logp if gamma else -logp
-        return (w * per).sum() / len(labels)
+        return (w * focal_terms(logits, labels, gamma)).sum() / len(labels)
     return loss
 
 

@@ -44,6 +44,7 @@ class ImageBatches:
         self.classes = torch.arange(self.split.num_classes).repeat_interleave(counts)
         self.slots = torch.cat([torch.arange(int(n)) for n in counts])
         self.rows = rows
+        self._image_class_counts = self.class_counts().double()[self.classes]  # n_c of every image's class
 
     @property
     def num_classes(self) -> int:
@@ -56,7 +57,7 @@ class ImageBatches:
     def image_weights(self, index: int) -> torch.Tensor:
         """Probability weight of every image for batch ``index``: n_c^(q-1) for q = 1 (instance), 0 (class),
         1/2 (sqrt); progressive mixes the instance and class-balanced distributions by index / total."""
-        n = self.class_counts().double()[self.classes]
+        n = self._image_class_counts
         if self.sampling == "progressive":
             t = min(index / self.total, 1.0)
             return (1 - t) / len(self.classes) + t / (n * self.num_classes)

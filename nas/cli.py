@@ -176,12 +176,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     bad = [o for o in args.overrides if not o.split("=", 1)[0].startswith(("data.", "device"))]
     if bad:
         raise UserError(f"export takes only data.* overrides; '{bad[0]}' would change the run it exports")
-    try:
-        c, h, w = (int(v) for v in args.input.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--input {args.input!r}: give CxHxW, e.g. 3x84x84") from None
-    if h != w or min(c, h) < 1:
-        raise UserError(f"--input {args.input!r}: give a positive square size CxHxH, e.g. 3x84x84")
+    from .latency.commands import parse_shape
+    c, h, w = parse_shape(args.input, "--input")
+    if h != w:
+        raise UserError(f"--input {args.input!r}: give a square size CxHxH, e.g. 3x84x84")
     if args.latency_batch < 1 or args.latency_repeats < 1:
         raise UserError("--latency-batch and --latency-repeats must be at least 1")
     cards = export(args.source, args.out, args.pick, resolve_device(args.device), args.overrides,

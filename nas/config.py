@@ -376,8 +376,9 @@ def _check_search(sc: SearchConfig) -> None:
                           "fsnas latency build --space CONFIG --out TABLE", key="search.latency.table")
     if lc.target_ms is not None and lc.target_ms <= 0:
         raise ConfigError(f"search.latency.target_ms: must be positive, got {lc.target_ms}", key="search.latency.target_ms")
-    if lc.form not in ("multiplicative", "additive"):
-        raise ConfigError(f"search.latency.form: '{lc.form}' is not a form; use multiplicative or additive",
+    from .search.latency import FORMS
+    if lc.form not in FORMS:
+        raise ConfigError(f"search.latency.form: '{lc.form}' is not a form; use {' or '.join(FORMS)}",
                           key="search.latency.form")
     if lc.beta < 0 or lc.lam < 0:
         raise ConfigError("search.latency: beta and lam must be >= 0", key="search.latency")

@@ -26,9 +26,10 @@ def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: R
                  progress: bool = True) -> dict:
     pc = cfg.pretrain
     batches = ImageBatches(ds, pc.split, pc.batch_size, seed=cfg.seed, sampling=pc.sampling, total=pc.steps)
+    counts = batches.class_counts()
     try:
         trainer = Pretrainer(backbone, batches.num_classes, feature_dim(backbone, ds.image_shape), pc.steps,
-                             class_counts=batches.class_counts(), **pc.options)
+                             class_counts=counts, **pc.options)
     except ValueError as exc:
         raise ConfigError(f"pretrain.options: {exc}", key="pretrain.options") from None
     start = 0
@@ -61,12 +62,10 @@ def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: R
     lt = cfg.data.long_tail
     if lt.imbalance is not None and lt.heldout and lt.split == pc.split:  # at the final step, never the best one
         heldout = ImageBatches(ds, f"{pc.split}_heldout", 256, seed=cfg.seed)
-        out["base_classes"] = base_class_accuracy(backbone, trainer.classifier, heldout, batches.class_counts(),
-                                                  lt.many, lt.few)
+        out["base_classes"] = base_class_accuracy(backbone, trainer.classifier, heldout, counts, lt.many, lt.few)
         run.log({"phase": "pretrain_eval", "step": pc.steps, **out["base_classes"]})
         if pc.tau_norm is not None:
             out["base_classes_tau_norm"] = {"tau": pc.tau_norm, **base_class_accuracy(
-                backbone, tau_normalized(trainer.classifier, pc.tau_norm), heldout, batches.class_counts(),
-                lt.many, lt.few)}
+                backbone, tau_normalized(trainer.classifier, pc.tau_norm), heldout, counts, lt.many, lt.few)}
             run.log({"phase": "pretrain_eval_tau_norm", "step": pc.steps, **out["base_classes_tau_norm"]})
     return out

@@ -35,8 +35,7 @@ def batched_query_logits(meta: "MetaModel", episodes: Sequence[Episode], steps: 
     from .maml import _key
     start = dict(meta.adaptable())
     lrs = {n: (meta.lrs[_key(n)] if meta.lrs is not None else meta.inner_lr) for n in start}
-    names = [n for n, _ in meta.named_buffers()]
-    shared = {n: b for n, b in meta.named_buffers()}
+    shared = dict(meta.named_buffers())
     copies = {n: b.unsqueeze(0).expand(len(episodes), *b.shape).clone() for n, b in shared.items()}
     sx, sy, qx = (torch.stack([getattr(ep, a) for ep in episodes]) for a in ("support_x", "support_y", "query_x"))
 
@@ -71,7 +70,6 @@ def batched_query_logits(meta: "MetaModel", episodes: Sequence[Episode], steps: 
 
     logits = vmap(task, randomness="different")(sx, sy, qx, copies)
     with torch.no_grad():  # running statistics: the mean over tasks (counters advance as in one task)
-        for n in names:
-            b = shared[n]
+        for n, b in shared.items():
             b.copy_(copies[n].mean(0) if b.is_floating_point() else copies[n][0])
     return logits

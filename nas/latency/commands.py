@@ -55,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _timing_args(v, of_table=True)
 
 
-def _shape(text: str, what: str) -> tuple[int, int, int]:
+def parse_shape(text: str, what: str) -> tuple[int, int, int]:
+    """``CxHxW`` from the command line (``what`` names the option in the message)."""
     try:
         c, h, w = (int(x) for x in text.lower().split("x"))
     except ValueError:
@@ -107,7 +108,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = _new_file(args.out)
     cfg = load_config(args.space, args.overrides)
     if args.image_shape:
-        shape = _shape(args.image_shape, "--image-shape")
+        shape = parse_shape(args.image_shape, "--image-shape")
     else:
         from ..pipeline import build_dataset
         shape = build_dataset(cfg).image_shape
@@ -128,7 +129,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     genotype = _genotype(args.target)
     table = LatencyTable.load(args.table) if args.table else None
     fp = table.fingerprint if table else {}
-    shape = _shape(args.input, "--input") if args.input else tuple(table.space["image_shape"]) if table else (1, 28, 28)
+    shape = parse_shape(args.input, "--input") if args.input else tuple(table.space["image_shape"]) if table else (1, 28, 28)
     batch, dtype = args.batch or fp.get("batch", 1), args.dtype or fp.get("dtype", "float32")
     device = _device(args.device)
     with cpu_threads(args.threads if device.type == "cpu" else None):
