@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .data.base import ClassSplit, DatasetError, FewShotDataset
+from .shot_profiles import SHOT_PROFILES, shot_counts
 
 # Large odd multiplier to spread (seed, index) pairs over the generator's seed space.
 _MIX = 0x9E3779B97F4A7C15
@@ -44,14 +45,22 @@ class Episode:
 class EpisodeSampler:
     """Draws episodes of ``n_way`` classes with ``k_shot`` support and ``n_query`` query images each.
 
-    ``k_shot`` may be a sequence of ``n_way`` counts for imbalanced supports (support images are then
-    grouped by class in label order).
+    Imbalanced supports: ``k_shot`` may be a sequence of ``n_way`` counts, or ``profile`` (``meta.shot_profiles``:
+    linear, step, random) draws each episode's counts between ``min_shot`` and ``k_shot``.  Support images are
+    grouped by class in label order.
     """
 
     def __init__(self, dataset: FewShotDataset, split: str, n_way: int, k_shot: int | Sequence[int],
-                 n_query: int, seed: int = 0, length: int | None = None) -> None:
+                 n_query: int, seed: int = 0, length: int | None = None, profile: str = "balanced",
+                 min_shot: int = 1) -> None:
         self.split: ClassSplit = dataset.split(split)
         self.shots = [int(k_shot)] * n_way if isinstance(k_shot, int) else [int(k) for k in k_shot]
+        if profile != "balanced" and not isinstance(k_shot, int):
+            raise ValueError("give either per-class shot counts or a shot profile, not both")
+        SHOT_PROFILES[profile]  # reject an unknown name now
+        if profile != "balanced" and not 1 <= min_shot <= int(k_shot):
+            raise DatasetError(f"min_shot must be between 1 and k_shot ({k_shot}), got {min_shot}")
+        self.profile, self.min_shot = profile, int(min_shot)
         self.n_way, self.n_query, self.seed, self.length = int(n_way), int(n_query), int(seed), length
         check_episode_fits(self.split, self.n_way, self.shots, self.n_query, dataset.name)
         self.images = dataset.images
@@ -77,8 +86,10 @@ class EpisodeSampler:
         classes = torch.as_tensor(classes, dtype=torch.long)
         if classes.numel() != self.n_way:
             raise ValueError(f"an episode needs {self.n_way} classes, got {classes.numel()}")
+        shots_per_class = (self.shots if self.profile == "balanced" else
+                           shot_counts(self.profile, self.n_way, self.shots[0], self.min_shot, g))
         support, query = [], []
-        for c, shots in zip(classes.tolist(), self.shots):
+        for c, shots in zip(classes.tolist(), shots_per_class):
             row, quarter_turns = self.split.base_class(c)
             n = int(self.split.image_counts[row])
             picks = self.split.image_index[row, torch.randperm(n, generator=g)[: shots + self.n_query]]
@@ -90,7 +101,7 @@ class EpisodeSampler:
         labels = torch.arange(self.n_way)
         return Episode(
             support_x=self._normalise(torch.cat(support)),
-            support_y=labels.repeat_interleave(torch.tensor(self.shots)),
+            support_y=labels.repeat_interleave(torch.tensor(shots_per_class)),
             query_x=self._normalise(torch.cat(query)),
             query_y=labels.repeat_interleave(self.n_query),
             classes=classes,

@@ -185,3 +185,34 @@ def create_loss(name: str, class_counts=None, **options) -> LossFn:
 
 def needs_class_counts(name: str) -> bool:
     return "class_counts" in inspect.signature(LOSSES[name]).parameters
+
+
+class EpisodicLoss:
+    """A loss for episodes (meta-training query losses, inner loops, fine-tuned heads).  Losses built on class
+    counts get the episode's support counts (its imbalance, under an imbalanced shot profile); schedules such
+    as LDAM's deferred re-weighting follow ``step(t, total)`` (the meta-training progress).  IB needs the
+    features before a linear classifier, which only pretraining has, so it is refused here."""
+
+    def __init__(self, name: str = "cross_entropy", options: dict | None = None) -> None:
+        if LOSSES[name] is influence_balanced:
+            raise ValueError("the ib loss needs the features before a linear classifier: use it in pretraining "
+                             "(pretrain.options.loss), not in episodes")
+        self.name, self.options = name, dict(options or {})
+        self.with_counts = needs_class_counts(name)
+        self.progress = (0, 1)
+        # built once now: bad options fail here, not in the first episode
+        probe = create_loss(name, class_counts=[1, 1] if self.with_counts else None, **self.options)
+        self._fixed = None if self.with_counts else probe
+
+    def step(self, t: int, total: int) -> None:
+        self.progress = (int(t), max(int(total), 1))
+
+    def for_support(self, support_y: torch.Tensor, n_way: int) -> LossFn:
+        fn = self._fixed or create_loss(self.name, class_counts=torch.bincount(support_y.cpu(), minlength=n_way),
+                                        **self.options)
+        if hasattr(fn, "step"):
+            fn.step(*self.progress)
+        return fn
+
+    def for_episode(self, episode) -> LossFn:
+        return self.for_support(episode.support_y, episode.n_way)

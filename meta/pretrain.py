@@ -162,6 +162,34 @@ def base_class_accuracy(backbone: nn.Module, classifier: nn.Module, heldout: Ima
             "thresholds": {"many": many, "few": few}, "images": int(total.sum())}
 
 
+def retrain_classifier(backbone: nn.Module, batches: ImageBatches, feature_dim: int, steps: int, *,
+                       lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4) -> nn.Linear:
+    """Classifier re-training (cRT, Kang et al., 2020): the backbone frozen with its running statistics, a new
+    zero-initialised linear classifier trained for ``steps`` batches of ``batches`` (class-balanced sampling,
+    as the decoupling recipe has it) with SGD and a cosine schedule.  Deterministic given the batches' seed."""
+    device = next(backbone.parameters()).device
+    classifier = nn.Linear(feature_dim, batches.num_classes).to(device)
+    nn.init.zeros_(classifier.weight)
+    nn.init.zeros_(classifier.bias)
+    opt = torch.optim.SGD(classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps)))
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        for i in range(steps):
+            x, y = batches.batch(i)
+            with torch.no_grad():
+                feats = backbone(x.to(device)).flatten(1)
+            loss = nn.functional.cross_entropy(classifier(feats), y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    finally:
+        backbone.train(was_training)
+    return classifier
+
+
 def tau_normalized(classifier: nn.Linear, tau: float) -> nn.Linear:
     """τ-normalisation (Kang et al., 2020): a copy of ``classifier`` with each class's weight row divided by its
     norm to the power ``tau`` (bias dropped), so head classes lose the larger norms they grew; tau 0 keeps the

@@ -30,8 +30,10 @@ DATA_ROOT_ENV = "FSNAS_DATA_ROOT"
 @dataclass
 class EpisodeConfig:
     n_way: int = 5
-    k_shot: int = 1
+    k_shot: int = 1  # support images per class (the most, with an imbalanced profile)
     n_query: int = 15
+    shot_profile: str = "balanced"  # balanced | linear | step | random (meta.shot_profiles): imbalanced supports
+    min_shot: int = 1  # the fewest support images of a class under an imbalanced profile
 
 
 @dataclass
@@ -131,6 +133,15 @@ class SearchConfig:
 
 
 @dataclass
+class ClassifierRetrainConfig:
+    """cRT: after pretraining, a new classifier on the frozen backbone with class-balanced sampling (reported
+    as base-class accuracy; the backbone that goes on is unchanged)."""
+    steps: int = 0  # 0: no cRT
+    lr: float = 0.1
+    sampling: str = "class"
+
+
+@dataclass
 class PretrainConfig:
     """Many-way pretraining of the backbone before meta-training (MTL phase 1; 0 steps: none)."""
     steps: int = 0
@@ -138,6 +149,7 @@ class PretrainConfig:
     split: str = "train"
     sampling: str = "instance"  # instance | class | sqrt | progressive (meta.pretrain.ImageBatches)
     tau_norm: float | None = None  # also report base-class accuracy with the τ-normalised classifier
+    crt: ClassifierRetrainConfig = field(default_factory=ClassifierRetrainConfig)
     options: dict = field(default_factory=dict)  # meta.pretrain.Pretrainer: lr, momentum, weight_decay, loss, ...
     log_every: int = 100
     checkpoint_every: int = 500
@@ -303,6 +315,15 @@ def check_config(cfg: RunConfig) -> None:
     loss = cfg.train.options.get("loss")
     if loss is not None and loss not in LOSSES:
         raise ConfigError(f"train.options.loss: unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
+    if cfg.train.options.get("loss_options"):
+        _check_options("train.options.loss_options", cfg.train.options["loss_options"],
+                       factory_params(LOSSES[loss or "cross_entropy"], ("class_counts",)), f"loss {loss}")
+    if "loss" in factory_params(LEARNERS[cfg.train.learner], ("self", "model")):
+        from meta.losses import EpisodicLoss
+        try:  # the episodic loss refuses what episodes cannot give it (ib) and bad values, before any run folder
+            EpisodicLoss(loss or "cross_entropy", cfg.train.options.get("loss_options"))
+        except ValueError as exc:
+            raise ConfigError(f"train.options.loss: {exc}", key="train.options.loss") from None
     if cfg.data.image_size is not None:
         _positive("data.image_size", cfg.data.image_size, 8)
     _positive("train.steps", cfg.train.steps, 0)
@@ -331,6 +352,20 @@ def check_config(cfg: RunConfig) -> None:
     if cfg.pretrain.sampling not in SAMPLINGS:
         raise ConfigError(f"pretrain.sampling: '{cfg.pretrain.sampling}' is not a sampling; choose one of "
                           f"{', '.join(SAMPLINGS)}", key="pretrain.sampling")
+    if cfg.pretrain.crt.sampling not in SAMPLINGS or cfg.pretrain.crt.sampling == "progressive":
+        raise ConfigError(f"pretrain.crt.sampling: '{cfg.pretrain.crt.sampling}' is not a fixed sampling; choose "
+                          f"instance, class or sqrt", key="pretrain.crt.sampling")
+    _positive("pretrain.crt.steps", cfg.pretrain.crt.steps, 0)
+    lt = cfg.data.long_tail
+    for key, wanted in (("pretrain.tau_norm", cfg.pretrain.tau_norm is not None), ("pretrain.crt.steps",
+                                                                                 cfg.pretrain.crt.steps > 0)):
+        if wanted and not (cfg.pretrain.steps and lt.imbalance is not None and lt.heldout
+                           and lt.split == cfg.pretrain.split):
+            raise ConfigError(f"{key}: reported on held-out base-class images, which need pretraining on a "
+                              f"long-tailed split (pretrain.steps > 0, data.long_tail.imbalance, data.long_tail.heldout "
+                              f"> 0, data.long_tail.split = pretrain.split)", key=key)
+    if cfg.pretrain.crt.lr <= 0:
+        raise ConfigError(f"pretrain.crt.lr: must be > 0, got {cfg.pretrain.crt.lr}", key="pretrain.crt.lr")
     if cfg.pretrain.options.get("loss_options"):
         _check_options("pretrain.options.loss_options", cfg.pretrain.options["loss_options"],
                        factory_params(LOSSES[loss or "cross_entropy"], ("class_counts",)), f"loss {loss}")
@@ -340,6 +375,13 @@ def check_config(cfg: RunConfig) -> None:
         _positive(f"{key}.n_way", ep.n_way, 2)
         _positive(f"{key}.k_shot", ep.k_shot)
         _positive(f"{key}.n_query", ep.n_query)
+        from meta.shot_profiles import SHOT_PROFILES
+        if ep.shot_profile not in SHOT_PROFILES:
+            raise ConfigError(f"{key}.shot_profile: unknown profile '{ep.shot_profile}'; choose one of "
+                              f"{', '.join(SHOT_PROFILES)}", key=f"{key}.shot_profile")
+        if ep.shot_profile != "balanced" and not 1 <= ep.min_shot <= ep.k_shot:
+            raise ConfigError(f"{key}.min_shot: {ep.min_shot} must be between 1 and k_shot ({ep.k_shot}) for an "
+                              f"imbalanced support", key=f"{key}.min_shot")
     if cfg.eval.bn_mode not in ("eval", "transductive"):
         raise ConfigError(f"eval.bn_mode: '{cfg.eval.bn_mode}' is not a BatchNorm mode; use eval or transductive")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):

@@ -13,7 +13,7 @@ from torch import nn
 
 from meta.data import DatasetError, FewShotDataset, load_dataset
 from meta.data.cache import default_cache_dir
-from meta.episodes import EpisodeSampler, check_episode_fits
+from meta.episodes import check_episode_fits
 from meta.evaluation import evaluate
 from meta.learners import LEARNERS, Learner, create_learner
 from search_spaces import FixedGenotype, Genotype, build_network, load_genotype
@@ -21,7 +21,7 @@ from search_spaces import FixedGenotype, Genotype, build_network, load_genotype
 from .config import RunConfig, factory_params
 from .errors import ConfigError, UserError
 from .runs import RunDir
-from .train import meta_train
+from .train import episode_sampler, meta_train
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def build_dataset(cfg: RunConfig) -> FewShotDataset:
 def check_against_data(cfg: RunConfig, ds: FewShotDataset, train: bool = True, test: bool = True,
                        search: bool = False) -> None:
     """The checks that need the data: splits exist, episodes fit the classes and images of their split."""
-    checks = [("train.episode", cfg.train.split, cfg.train.episode)] if train else []
+    checks = [("train.episode", cfg.train.split, cfg.train.episode)] if train and cfg.train.steps else []
     if search:
         checks += [("search.episode", cfg.train.split, cfg.search.episode),
                    ("search.val_split (with search.episode)", cfg.search.val_split, cfg.search.episode)]
@@ -134,13 +134,15 @@ def evaluate_tasks(cfg: RunConfig, ds: FewShotDataset, learner: Learner, device:
     learner.bn_mode = cfg.eval.bn_mode
     results = []
     for task in cfg.eval.tasks:
-        sampler = EpisodeSampler(ds, cfg.eval.split, task.n_way, task.k_shot, task.n_query, seed=cfg.eval.seed)
+        sampler = episode_sampler(ds, cfg.eval.split, task, cfg.eval.seed)
         t0 = time.perf_counter()
         res = evaluate(learner, sampler, cfg.eval.episodes, device, progress=progress)
         row = {"dataset": ds.name, "split": cfg.eval.split, "n_way": task.n_way, "k_shot": task.k_shot,
                "n_query": task.n_query, "accuracy": res.accuracy, "ci95": res.ci95, "std": res.std,
                "episodes": res.episodes, "bn_mode": cfg.eval.bn_mode, "eval_seed": cfg.eval.seed,
                "seconds": round(time.perf_counter() - t0, 2)}
+        if task.shot_profile != "balanced":
+            row.update(shot_profile=task.shot_profile, min_shot=task.min_shot)
         run.log({"phase": "eval", **row})
         log.info("%s %d-way %d-shot: %s", ds.name, task.n_way, task.k_shot, res.line())
         results.append(row)

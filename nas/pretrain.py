@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from meta.data import FewShotDataset
 from meta.learners.maml import feature_dim
-from meta.pretrain import ImageBatches, Pretrainer, base_class_accuracy, tau_normalized
+from meta.pretrain import ImageBatches, Pretrainer, base_class_accuracy, retrain_classifier, tau_normalized
 
 from .config import RunConfig
 from .errors import ConfigError
@@ -68,4 +68,12 @@ def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: R
             out["base_classes_tau_norm"] = {"tau": pc.tau_norm, **base_class_accuracy(
                 backbone, tau_normalized(trainer.classifier, pc.tau_norm), heldout, counts, lt.many, lt.few)}
             run.log({"phase": "pretrain_eval_tau_norm", "step": pc.steps, **out["base_classes_tau_norm"]})
+        if pc.crt.steps:
+            balanced = ImageBatches(ds, pc.split, pc.batch_size, seed=cfg.seed + 1, sampling=pc.crt.sampling)
+            t1 = time.perf_counter()
+            crt = retrain_classifier(backbone, balanced, trainer.classifier.in_features, pc.crt.steps, lr=pc.crt.lr)
+            out["base_classes_crt"] = {"steps": pc.crt.steps, "sampling": pc.crt.sampling,
+                                       "seconds": round(time.perf_counter() - t1, 1),
+                                       **base_class_accuracy(backbone, crt, heldout, counts, lt.many, lt.few)}
+            run.log({"phase": "pretrain_eval_crt", "step": pc.steps, **out["base_classes_crt"]})
     return out

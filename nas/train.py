@@ -20,7 +20,7 @@ from meta.evaluation import evaluate
 from meta.hard_tasks import hard_episodes
 from meta.learners import Learner
 
-from .config import RunConfig
+from .config import EpisodeConfig, RunConfig
 from .runs import RunDir
 
 log = logging.getLogger(__name__)
@@ -37,20 +37,24 @@ class TrainResult:
     best_step: int | None
 
 
+def episode_sampler(ds: FewShotDataset, split: str, ep: EpisodeConfig, seed: int) -> EpisodeSampler:
+    return EpisodeSampler(ds, split, ep.n_way, ep.k_shot, ep.n_query, seed=seed, profile=ep.shot_profile,
+                          min_shot=ep.min_shot)
+
+
 def train_sampler(cfg: RunConfig, ds: FewShotDataset) -> EpisodeSampler:
-    ep = cfg.train.episode
-    return EpisodeSampler(ds, cfg.train.split, ep.n_way, ep.k_shot, ep.n_query, seed=cfg.seed)
+    return episode_sampler(ds, cfg.train.split, cfg.train.episode, cfg.seed)
 
 
 def val_sampler(cfg: RunConfig, ds: FewShotDataset) -> EpisodeSampler:
-    task = cfg.eval.tasks[0]  # validate on the first evaluation task: that is what the run reports
-    return EpisodeSampler(ds, cfg.train.val_split, task.n_way, task.k_shot, task.n_query, seed=cfg.seed + 7919)
+    # validate on the first evaluation task: that is what the run reports
+    return episode_sampler(ds, cfg.train.val_split, cfg.eval.tasks[0], cfg.seed + 7919)
 
 
 def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir, device: torch.device,
                progress: bool = True) -> TrainResult:
     tc = cfg.train
-    sampler = train_sampler(cfg, ds)
+    sampler = train_sampler(cfg, ds) if tc.steps else None  # steps 0: no episodes (a split may not fit them)
     validator = val_sampler(cfg, ds) if tc.val_every else None
     start, best_acc, best_step = 0, None, None
 
@@ -69,6 +73,7 @@ def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir
                disable=not progress, dynamic_ncols=True)
     for step in bar:
         episodes = [sampler.episode(step * tc.meta_batch + j).to(device) for j in range(tc.meta_batch)]
+        learner.set_progress(step, tc.steps)
         last = learner.meta_train_step(episodes)
         if tc.hard_tasks and "hard_classes" in last:  # a second update on tasks of this step's failure classes
             hard = learner.meta_train_step([e.to(device) for e in

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..episodes import Episode
+from ..losses import EpisodicLoss
 
 
 class Learner(ABC):
@@ -31,11 +32,11 @@ class Learner(ABC):
         """Query logits [n_query_total, n_way] after using the episode's support set."""
 
     def outer_step(self, episodes: Sequence[Episode], query_logits: Callable[[Episode], torch.Tensor],
-                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                   loss: EpisodicLoss,
                    all_query_logits: Callable[[Sequence[Episode]], torch.Tensor] | None = None) -> dict[str, float]:
         """One optimiser step on the query loss averaged over the meta-batch: one backward per episode (only
         one episode's graph alive at a time), or with ``all_query_logits`` (stacked logits of every task,
-        e.g. from vmap) one backward for all.  Reports each task's worst class in ``hard_classes`` for the
+        e.g. from vmap) one backward for all.  ``loss`` is built per episode (``EpisodicLoss``).  Reports each task's worst class in ``hard_classes`` for the
         hard-task meta-batch."""
         from ..evaluation import accuracy
         from ..hard_tasks import hardest_class
@@ -43,18 +44,18 @@ class Learner(ABC):
         losses, accs, hard = [], [], []
         if all_query_logits is not None:
             stacked = all_query_logits(episodes)
-            task_losses = [loss_fn(logits, ep.query_y) for logits, ep in zip(stacked, episodes)]
+            task_losses = [loss.for_episode(ep)(logits, ep.query_y) for logits, ep in zip(stacked, episodes)]
             (sum(task_losses) / len(episodes)).backward()
             outputs = [(loss.item(), logits.detach(), ep) for loss, logits, ep in zip(task_losses, stacked, episodes)]
         else:
             outputs = []
             for ep in episodes:
                 logits = query_logits(ep)
-                loss = loss_fn(logits, ep.query_y)
-                (loss / len(episodes)).backward()
-                outputs.append((loss.item(), logits.detach(), ep))
-        for loss, logits, ep in outputs:
-            losses.append(loss)
+                value = loss.for_episode(ep)(logits, ep.query_y)
+                (value / len(episodes)).backward()
+                outputs.append((value.item(), logits.detach(), ep))
+        for value, logits, ep in outputs:
+            losses.append(value)
             accs.append(accuracy(logits, ep.query_y))
             hard.append(hardest_class(logits, ep))
         self.optimizer.step()
@@ -62,6 +63,12 @@ class Learner(ABC):
             self.scheduler.step()
         return {"loss": sum(losses) / len(losses), "accuracy": sum(accs) / len(accs),
                 "lr": self.optimizer.param_groups[0]["lr"], "hard_classes": hard}
+
+    def set_progress(self, step: int, total: int) -> None:
+        """Tell the learner's loss how far meta-training is (loss schedules such as LDAM's DRW)."""
+        loss = getattr(self, "loss", None)
+        if isinstance(loss, EpisodicLoss):
+            loss.step(step, total)
 
     def to(self, device: torch.device | str) -> "Learner":
         self.model.to(device)

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..batchnorm import use_bn_mode
 from ..episodes import Episode
-from ..losses import create_loss
+from ..losses import EpisodicLoss
 from .base import Learner
 from .registry import LEARNERS
 
@@ -27,12 +27,13 @@ class FineTune(Learner):
     meta_trains = False
 
     def __init__(self, model: nn.Module, *, steps: int = 100, lr: float = 0.01, weight_decay: float = 1e-3,
-                 normalize: bool = False, scale: float = 10.0, loss: str = "cross_entropy") -> None:
+                 normalize: bool = False, scale: float = 10.0, loss: str = "cross_entropy",
+                 loss_options: dict | None = None) -> None:
         if steps < 1 or lr <= 0 or weight_decay < 0 or scale <= 0:
             raise ValueError("finetune needs steps >= 1, lr > 0, weight_decay >= 0 and scale > 0")
         self.model, self.steps, self.lr, self.weight_decay = model, steps, lr, weight_decay
         self.normalize, self.scale = normalize, scale
-        self.loss = create_loss(loss)
+        self.loss = EpisodicLoss(loss, loss_options)
         for p in model.parameters():  # frozen: nothing of the backbone is ever updated
             p.requires_grad_(False)
         self.optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)  # nothing to optimise
@@ -51,10 +52,13 @@ class FineTune(Learner):
         nn.init.zeros_(head.bias)
         opt = torch.optim.Adam(head.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         scale = self.scale if self.normalize else 1.0
+        loss = self.loss.for_support(labels, n_way)
         with torch.enable_grad():
-            for _ in range(self.steps):
+            for step in range(self.steps):
+                if hasattr(loss, "step"):  # a loss schedule (LDAM's DRW) runs over the head's steps
+                    loss.step(step, self.steps)
                 opt.zero_grad(set_to_none=True)
-                self.loss(scale * head(support), labels).backward()
+                loss(scale * head(support), labels).backward()
                 opt.step()
         return head
 

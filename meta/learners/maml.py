@@ -24,7 +24,7 @@ from torch.func import functional_call
 
 from ..batchnorm import use_bn_mode
 from ..episodes import Episode
-from ..losses import create_loss
+from ..losses import EpisodicLoss
 from .base import Learner
 from .registry import LEARNERS
 from .vmap_tasks import batched_query_logits, stackable
@@ -139,7 +139,8 @@ class MAML(Learner):
     def __init__(self, model: nn.Module, *, n_way: int, inner_lr: float = 0.4, steps: int = 5,
                  test_steps: int | None = None, order: str = "second", anil: bool = False, meta_sgd: bool = False,
                  bn_stats: str = "shared", lr: float = 1e-3, lr_step: int = 0, lr_gamma: float = 0.5,
-                 weight_decay: float = 0.0, loss: str = "cross_entropy", vmap: bool = False,
+                 weight_decay: float = 0.0, loss: str = "cross_entropy", loss_options: dict | None = None,
+                 vmap: bool = False,
                  in_shape: tuple[int, ...] | None = None) -> None:
         if order not in ("first", "second"):
             raise ValueError(f"order must be 'first' or 'second', got '{order}'")
@@ -157,7 +158,7 @@ class MAML(Learner):
         self.model, self.n_way, self.steps = model, n_way, steps
         self.test_steps = steps if test_steps is None else test_steps
         self.vmap = vmap
-        self.loss = create_loss(loss)
+        self.loss = EpisodicLoss(loss, loss_options)
         self.optimizer = torch.optim.Adam(self.trainable_parameters(), lr=lr, weight_decay=weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, lr_step, lr_gamma) if lr_step else None
 
@@ -178,24 +179,28 @@ class MAML(Learner):
         """Query logits after ``steps`` inner steps on the support set."""
         self._check(ep)
         fast = self.meta.clone(first_order)
+        loss = self.loss.for_episode(ep)
         if self.meta.anil:  # the backbone does not change in the inner loop: one forward pass
             feats = fast.features(torch.cat([ep.support_x, ep.query_x]))
             support, query = feats[: len(ep.support_y)], feats[len(ep.support_y):]
             for _ in range(steps):
-                fast.adapt(self.loss(fast.head(support), ep.support_y))
+                fast.adapt(loss(fast.head(support), ep.support_y))
             return fast.head(query)
         for _ in range(steps):
-            fast.adapt(self.loss(fast(ep.support_x), ep.support_y))
+            fast.adapt(loss(fast(ep.support_x), ep.support_y))
         return fast(ep.query_x)
 
     def meta_train_step(self, episodes: Sequence[Episode]) -> dict[str, float]:
         self.meta.train()
         batched = None
-        if self.vmap and stackable(episodes):
+        # one support loss serves every task of the map: a count-based loss needs the same support counts
+        same_counts = not self.loss.with_counts or all(torch.equal(ep.support_y, episodes[0].support_y)
+                                                       for ep in episodes)
+        if self.vmap and stackable(episodes) and same_counts:
             for ep in episodes:
                 self._check(ep)
             batched = partial(batched_query_logits, self.meta, steps=self.steps, first_order=self.meta.first_order,
-                              loss_fn=self.loss)
+                              loss_fn=self.loss.for_episode(episodes[0]))
         return self.outer_step(episodes, lambda ep: self.adapt_and_predict(ep, self.steps, self.meta.first_order),
                                self.loss, batched)
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..batchnorm import use_bn_mode
 from ..episodes import Episode
-from ..losses import create_loss
+from ..losses import EpisodicLoss
 from .base import Learner
 from .registry import LEARNERS
 
@@ -35,10 +35,10 @@ def prototype_logits(query: torch.Tensor, protos: torch.Tensor, distance: str = 
 class ProtoNet(Learner):
     def __init__(self, model: nn.Module, *, lr: float = 1e-3, weight_decay: float = 0.0,
                  lr_step: int = 0, lr_gamma: float = 0.5, distance: str = "euclidean",
-                 loss: str = "cross_entropy") -> None:
+                 loss: str = "cross_entropy", loss_options: dict | None = None) -> None:
         prototype_logits(torch.zeros(1, 1), torch.zeros(1, 1), distance)  # reject a bad name now
         self.model, self.distance = model, distance
-        self.loss = create_loss(loss)
+        self.loss = EpisodicLoss(loss, loss_options)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         # lr_step counts meta-train steps; 0 keeps the rate constant
         self.scheduler = (torch.optim.lr_scheduler.StepLR(self.optimizer, lr_step, lr_gamma) if lr_step else None)

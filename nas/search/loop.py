@@ -21,6 +21,7 @@ from search_spaces import DartsGenotype, create_supernet
 
 from ..config import RunConfig
 from ..runs import RunDir, atomic_write_bytes
+from ..train import episode_sampler
 from .evolution import Candidate, check_feasible, evolve, score_path
 from .latency import LatencyObjective, latency_report, load_predictor
 from .samplers import SAMPLERS, alpha_entropy
@@ -41,9 +42,8 @@ def skip_share(genotype) -> float:
 
 def search_samplers(cfg: RunConfig, ds: FewShotDataset) -> tuple[EpisodeSampler, EpisodeSampler]:
     ep = cfg.search.episode
-    train = EpisodeSampler(ds, cfg.train.split, ep.n_way, ep.k_shot, ep.n_query, seed=cfg.seed)
-    val = EpisodeSampler(ds, cfg.search.val_split, ep.n_way, ep.k_shot, ep.n_query, seed=cfg.seed + 1)
-    return train, val
+    return (episode_sampler(ds, cfg.train.split, ep, cfg.seed),
+            episode_sampler(ds, cfg.search.val_split, ep, cfg.seed + 1))
 
 
 def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, progress: bool = True) -> dict:

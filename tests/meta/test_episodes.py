@@ -62,6 +62,29 @@ def test_per_class_shots():
     assert ep.query_y.tolist() == [0, 0, 1, 1, 2, 2]
 
 
+def test_shot_profiles_give_imbalanced_supports():
+    ds = toy_dataset(classes=30)
+    counts = {}
+    for profile in ("balanced", "linear", "step", "random"):
+        s = EpisodeSampler(ds, "train", n_way=5, k_shot=5, n_query=2, seed=0, profile=profile, min_shot=1)
+        eps = [s.episode(i) for i in range(20)]
+        counts[profile] = [torch.bincount(ep.support_y, minlength=5).tolist() for ep in eps]
+        for ep in eps:
+            assert ep.query_y.tolist() == [c for c in range(5) for _ in range(2)]  # queries stay balanced
+            assert len(ep.support_x) == len(ep.support_y)
+    assert all(c == [5] * 5 for c in counts["balanced"])
+    assert all(c == [5, 4, 3, 2, 1] for c in counts["linear"])
+    assert all(c == [5, 5, 5, 1, 1] for c in counts["step"])
+    drawn = [k for c in counts["random"] for k in c]
+    assert min(drawn) == 1 and max(drawn) == 5 and len({tuple(c) for c in counts["random"]}) > 10
+    again = EpisodeSampler(ds, "train", n_way=5, k_shot=5, n_query=2, seed=0, profile="random")
+    assert torch.equal(again.episode(7).support_y, s.episode(7).support_y)  # a function of (seed, index)
+    with pytest.raises(DatasetError, match="min_shot must be between 1 and k_shot"):
+        EpisodeSampler(ds, "train", n_way=5, k_shot=2, n_query=2, profile="linear", min_shot=3)
+    with pytest.raises(KeyError, match="unknown shot profile 'zipf'"):
+        EpisodeSampler(ds, "train", n_way=5, k_shot=2, n_query=2, profile="zipf")
+
+
 def test_rotated_classes():
     ds = toy_dataset(classes=30, rotations=4)
     split = ds.split("train")

@@ -93,3 +93,25 @@ def test_influence_balanced_divides_by_influence_after_the_warm_up():
     torch.testing.assert_close(ib(logits, labels, features=feats), expected)
     with pytest.raises(ValueError, match="needs the features"):
         ib(logits, labels)
+
+
+def test_episodic_losses_take_the_support_counts_of_each_episode():
+    from meta.episodes import Episode
+    from meta.losses import EpisodicLoss
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2])
+    support_y = torch.tensor([0, 0, 0, 0, 1, 1, 2])  # 4, 2, 1 shots
+    ep = Episode(torch.zeros(7, 1, 2, 2), support_y, torch.zeros(6, 1, 2, 2), labels, torch.arange(3))
+    bs = EpisodicLoss("balanced_softmax").for_episode(ep)
+    torch.testing.assert_close(bs(logits, labels), create_loss("balanced_softmax", class_counts=[4, 2, 1])(logits, labels))
+    torch.testing.assert_close(EpisodicLoss("focal", {"gamma": 0.0}).for_episode(ep)(logits, labels),
+                               torch.nn.functional.cross_entropy(logits, labels))
+    drw = EpisodicLoss("ldam", {"max_margin": 0.0, "scale": 1.0, "drw_start": 0.5, "drw_beta": 0.9})
+    torch.testing.assert_close(drw.for_episode(ep)(logits, labels), torch.nn.functional.cross_entropy(logits, labels))
+    drw.step(8, 10)  # past the start of the deferred re-weighting: class-balanced weights of the support counts
+    w = effective_number_weights(torch.tensor([4.0, 2.0, 1.0], dtype=torch.float64), 0.9).float()
+    torch.testing.assert_close(drw.for_episode(ep)(logits, labels),
+                               torch.nn.functional.cross_entropy(logits, labels, weight=w))
+    with pytest.raises(ValueError, match="ib loss needs the features"):
+        EpisodicLoss("ib")
+    with pytest.raises(TypeError):
+        EpisodicLoss("focal", {"gama": 1.0})  # a bad option fails when the learner is built

@@ -293,11 +293,12 @@ def test_pretraining_with_a_long_tail_loss_takes_its_class_counts_from_the_data(
     assert not (tmp_path / "bad").exists()
 
 
-def test_long_tailed_pretraining_reports_many_medium_few_on_held_out_images(tiny_config, tmp_path):
+def test_long_tailed_pretraining_reports_many_medium_few_on_held_out_images(tiny_config, tmp_path, capsys):
     run = tmp_path / "lt"
     assert fsnas("retrain", tiny_config, "data.long_tail={imbalance: 5, heldout: 5, many: 10, few: 4}",
                  "pretrain.steps=30", "pretrain.batch_size=32", "pretrain.log_every=10",
-                 "pretrain.options={loss: balanced_softmax}", "pretrain.tau_norm=1.0", "train.steps=1",
+                 "pretrain.options={loss: balanced_softmax}", "pretrain.tau_norm=1.0", "pretrain.crt={steps: 10}",
+                 "train.steps=1",
                  "train.val_every=0",
                  "train.episode={n_way: 5, k_shot: 1, n_query: 1}", "--no-eval", "--out", run) == 0
     base = json.loads((run / "summary.json").read_text())["pretrain"]["base_classes"]
@@ -307,3 +308,26 @@ def test_long_tailed_pretraining_reports_many_medium_few_on_held_out_images(tiny
     assert [r["phase"] for r in RunDir(run).read_metrics()].count("pretrain_eval") == 1
     tau = json.loads((run / "summary.json").read_text())["pretrain"]["base_classes_tau_norm"]
     assert tau["tau"] == 1.0 and tau["images"] == base["images"]
+    crt = json.loads((run / "summary.json").read_text())["pretrain"]["base_classes_crt"]
+    assert crt["steps"] == 10 and crt["sampling"] == "class" and crt["images"] == base["images"]
+    assert fsnas("retrain", tiny_config, "pretrain.steps=2", "pretrain.crt={steps: 10}", "--out", tmp_path / "no-lt") == 2
+    assert "pretrain.crt.steps: reported on held-out base-class images" in capsys.readouterr().err
+
+
+def test_imbalanced_supports_and_episodic_losses_from_the_config(tiny_config, tmp_path, capsys):
+    run = tmp_path / "imb"
+    assert fsnas("retrain", tiny_config, "train.steps=3", "train.val_every=0", "eval.episodes=4",
+                 "train.episode={n_way: 5, k_shot: 3, n_query: 2, shot_profile: random}",
+                 "train.options={loss: ldam, loss_options: {drw_start: 0.5}}",
+                 "eval.tasks=[{n_way: 5, k_shot: 3, n_query: 2, shot_profile: step, min_shot: 1}]", "--out", run) == 0
+    row = json.loads((run / "summary.json").read_text())["results"][0]
+    assert row["shot_profile"] == "step" and row["min_shot"] == 1 and row["episodes"] == 4
+    assert fsnas("retrain", tiny_config, "train.episode={n_way: 5, k_shot: 2, n_query: 2, shot_profile: zipf}",
+                 "--out", tmp_path / "bad") == 2
+    assert "train.episode.shot_profile: unknown profile 'zipf'" in capsys.readouterr().err
+    assert fsnas("retrain", tiny_config, "train.options={loss: ib}", "--out", tmp_path / "bad") == 2
+    assert "ib loss needs the features" in capsys.readouterr().err
+    assert fsnas("retrain", tiny_config, "train.options={loss: focal, loss_options: {gama: 1}}",
+                 "--out", tmp_path / "bad") == 2
+    assert "train.options.loss_options.gama: unknown option" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
