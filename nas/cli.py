@@ -87,34 +87,23 @@ def _arch_genotype(arch: str) -> str:
 
 
 def _retrain_job(args: argparse.Namespace, evaluate_after: bool) -> dict:
-    from .pipeline import retrain
     if getattr(args, "arch", None):
         if args.resume:
             raise UserError("--arch sets the architecture of a new run; give no --arch with --resume")
         args.overrides = [*args.overrides, f"model.genotype={_arch_genotype(args.arch)}"]
     cfg, run, ds, device, searching = _open_job(args, train=True, test=evaluate_after,
                                                 search="if_enabled" if args.command == "run" else "never")
-    found = {}
-    if searching:  # search, then retrain the architecture it found
-        from .search.loop import GENOTYPE_FILE, run_search
-        found = run_search(cfg, run, ds, device, progress=not args.quiet)
-        cfg.model.genotype = str(run.path / GENOTYPE_FILE)
-    summary = retrain(cfg, run, ds, device, progress=not args.quiet, evaluate_after=evaluate_after)
-    summary["command"] = args.command
-    if found:
-        summary["search"] = found
-    run.write_summary(summary)
-    return summary
+    from .jobs import retrain_job
+    return retrain_job(cfg, run, ds, device, args.command, searching, evaluate_after, progress=not args.quiet)
 
 
 @command("search", "train a weight-sharing supernet on episodes and choose an architecture (genotype.yaml)",
          _config_args)
 def cmd_search(args: argparse.Namespace) -> int:
-    from .search.loop import GENOTYPE_FILE, run_search
+    from .jobs import search_job
+    from .search.loop import GENOTYPE_FILE
     cfg, run, ds, device, _ = _open_job(args, train=False, test=False, search="always")
-    found = run_search(cfg, run, ds, device, progress=not args.quiet)
-    from .pipeline import input_spec
-    run.write_summary({"command": "search", "run": str(run.path), **found, "input": input_spec(ds)})
+    found = search_job(cfg, run, ds, device, progress=not args.quiet)
     print(f"{cfg.search.sampler} search: validation accuracy {100 * found['score']:.2f}% "
           f"({found['params']:,} parameters)")
     print(f"genotype: {run.path / GENOTYPE_FILE}")
@@ -231,6 +220,40 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
 def cmd_latency(args: argparse.Namespace) -> int:
     from .latency.commands import run
     return run(args)
+
+
+def _tune_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="YAML config with a tune: section (see configs/tune/)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. tune.num_samples=4")
+    p.add_argument("--out", help="experiment folder to create")
+    p.add_argument("--resume", metavar="EXPERIMENT_DIR", help="continue a killed experiment: unfinished trials go on "
+                                                              "from their last checkpoint")
+
+
+@command("tune", "many searches or retrains of one config through Ray Tune (grid/random values, ASHA, restore), "
+                 "with a results table and the Pareto front of accuracy against latency", _tune_args)
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tuning import driver
+    config, overrides = _split_overrides(args)
+    if args.resume:
+        if config or overrides or args.out:
+            raise UserError("--resume continues an experiment with its own config.yaml; give no config, overrides "
+                            "or --out with it")
+        driver.resume(args.resume, quiet=args.quiet)
+        return 0
+    if config is None or not args.out:
+        raise UserError("give a config file and --out, e.g. fsnas tune configs/tune/omniglot_spos_latency_cpu.yaml "
+                        "--out runs/sweep")
+    cfg = load_config(config, overrides)
+    from .tuning.space import check_space
+    try:
+        check_space(cfg)
+    except ConfigError as exc:
+        raise exc.in_file(config) from None
+    _prepare(cfg, config, train=cfg.tune.job != "search", test=cfg.tune.job != "search",
+             search=cfg.tune.job == "search" or (cfg.tune.job == "run" and cfg.search.enabled))
+    driver.start(cfg, config, args.out, quiet=args.quiet)
+    return 0
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:

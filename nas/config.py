@@ -156,6 +156,36 @@ class PretrainConfig:
 
 
 @dataclass
+class TrialResources:
+    cpu: float = 1.0  # CPUs per trial (torch uses this many threads, at least 1)
+    gpu: float = 0.0  # GPUs per trial; a fraction such as 0.25 lets small trials share one GPU
+
+
+@dataclass
+class AshaConfig:
+    """ASHA early stopping on the meta-validation accuracy a trial reports (train.val_every, or a DARTS/GDAS
+    search's validation); time is counted in reports."""
+    enabled: bool = False
+    grace_period: int = 1  # reports before a trial can be stopped
+    reduction_factor: int = 2
+    max_t: int = 100  # rungs up to this many reports (a trial that passes them all runs to its end)
+
+
+@dataclass
+class TuneConfig:
+    """fsnas tune: many runs of this config through Ray Tune (nas.tuning)."""
+    job: str = "retrain"  # what each trial runs: retrain | search | run
+    space: dict = field(default_factory=dict)  # key.sub: {grid: [..]} | {choice: [..]} | {uniform|loguniform|randint: [lo, hi]}
+    num_samples: int = 1  # samples of the random entries (each grid point is run num_samples times)
+    resources: TrialResources = field(default_factory=TrialResources)
+    max_concurrent: int = 0  # 0: as many as the resources allow
+    asha: AshaConfig = field(default_factory=AshaConfig)
+    max_failures: int = 0  # retries of a failed trial (from its last checkpoint)
+    address: str | None = None  # a Ray cluster (ray start --head ...) to join; null: a local Ray
+    metric: str = "accuracy"  # final figure the results are ranked by: accuracy (test), val_accuracy
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     seed: int = 0
@@ -168,6 +198,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> dict:
         return to_dict(self)

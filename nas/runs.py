@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import yaml
@@ -58,6 +58,8 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        # called with every metrics record after it is written (Ray Tune trials report through this)
+        self.listeners: list[Callable[[dict], None]] = []
 
     # -- creating and opening -------------------------------------------------------------------
     @classmethod
@@ -110,6 +112,8 @@ class RunDir:
     def log(self, record: dict, file: str = "metrics.jsonl") -> None:
         with open(self.path / file, "a") as f:
             f.write(json.dumps(record, default=float) + "\n")
+        for listener in self.listeners:
+            listener(record)
 
     def read_metrics(self, file: str = "metrics.jsonl") -> list[dict]:
         path = self.path / file

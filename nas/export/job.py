@@ -15,6 +15,34 @@ from .sources import ExportError, candidate_scores, from_architecture, from_retr
 from .writer import CARD_FILE, check_out_dir, write_export
 
 
+def from_experiment(path: Path, pick: str, overrides: list[str]):
+    """Trials of an fsnas tune experiment: ``best`` / ``top:K`` by its metric, ``pareto:K`` from its Pareto front
+    of accuracy against latency (K spread along it, both ends included)."""
+    results = json.loads((path / "results.json").read_text())
+    kind, k = parse_pick(pick)
+    finished = [t for t in results["trials"] if t["status"] == "finished" and t.get(results["metric"]) is not None]
+    if kind == "pareto":
+        by_id = {t["trial"]: t for t in finished}
+        chosen = [by_id[t] for t in results["pareto"] if t in by_id]
+        if len(chosen) > k:
+            chosen = ([chosen[round(j * (len(chosen) - 1) / (k - 1))] for j in range(k)] if k > 1 else
+                      [max(chosen, key=lambda t: t[results["metric"]])])
+    else:
+        chosen = finished[:k]  # results.json lists trials best first
+    if not chosen:
+        raise ExportError(f"{path}: no finished trial with {results['metric']}"
+                          f"{' and latency' if kind == 'pareto' else ''} to export; resume it with fsnas tune --resume")
+    items = []
+    for rank, trial in enumerate(chosen, start=1):
+        run = Path(trial["run"])
+        item = (from_retrain_run(run, overrides) if (run / "model.pt").is_file()
+                else from_search_run(run, overrides, [1]))[0]
+        item.rank = rank
+        item.provenance["tune_trial"] = {"experiment": str(path), "trial": trial["trial"], "values": trial["values"]}
+        items.append(item)
+    return items
+
+
 def resolve(source: str, pick: str, overrides: list[str], in_channels: int, image_size: int, seed: int):
     path = Path(source)
     if not path.is_dir():
@@ -22,6 +50,8 @@ def resolve(source: str, pick: str, overrides: list[str], in_channels: int, imag
         return from_architecture(source, in_channels, image_size, seed)
     if (path / CARD_FILE).is_file():
         raise ExportError(f"{path} is already an export folder; copy it, or export the run it came from")
+    if (path / "results.json").is_file() and (path / "tune").is_dir():
+        return from_experiment(path, pick, overrides)
     if not (path / "config.yaml").is_file():
         raise ExportError(f"{path} is not a run folder (no config.yaml); give a folder fsnas search, retrain or "
                           f"run wrote, a genotype file or a backbone name")

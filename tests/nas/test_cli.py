@@ -36,7 +36,7 @@ def fsnas(*args):
 
 
 def test_help_for_every_command(capsys):
-    for name in [None, "run", "search", "retrain", "evaluate", "export", "data"]:
+    for name in [None, "run", "search", "retrain", "evaluate", "export", "data", "latency", "tune"]:
         with pytest.raises(SystemExit) as info:
             cli.main([name, "--help"] if name else ["--help"])
         assert info.value.code == 0

@@ -1,0 +1,136 @@
+"""Start, resume and report a Ray Tune experiment of fsnas runs.
+
+The experiment folder holds ``config.yaml`` (the config with its ``tune`` section; ``--resume`` reads it),
+``tune/`` (Tune's experiment state and per-trial checkpoints), ``runs/<trial id>/`` (the trials' fsnas run
+folders), ``ray_processes.json`` (the local Ray processes of the latest driver, so that they can be stopped
+by id after a kill) and the results (``nas.tuning.results``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..config import RunConfig, dump_config, load_config
+from ..errors import UserError
+from ..runs import atomic_write_bytes
+from .results import write_results
+from .space import check_space, trial_count, tune_space
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+TUNE_DIR = "tune"
+PROCESSES_FILE = "ray_processes.json"
+# Tune saves its experiment state at most this often (s): small, so a killed driver loses little
+QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "TUNE_GLOBAL_CHECKPOINT_S": "1",
+             "RAY_DEDUP_LOGS": "0", "RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0",
+             "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+PATH_KEYS = (("data", "root"), ("data", "split_dir"), ("model", "genotype"), ("model", "weights"),
+             ("search", "latency", "table"))
+
+
+def absolute_paths(base: dict) -> dict:
+    """Trials run in other processes (other nodes): file paths of the config made absolute."""
+    for keys in PATH_KEYS:
+        node = base
+        for k in keys[:-1]:
+            node = node.get(k) or {}
+        if node.get(keys[-1]):
+            node[keys[-1]] = str(Path(node[keys[-1]]).expanduser().resolve())
+    return base
+
+
+def start(cfg: RunConfig, source: str, out: str | Path, quiet: bool = False) -> dict:
+    """A new experiment in ``out`` (must not exist or be empty)."""
+    parsed = check_space(cfg)
+    exp = Path(out).resolve()
+    if exp.exists() and any(exp.iterdir()):
+        raise UserError(f"{exp} already exists and is not empty; nothing was overwritten. Choose another --out, or "
+                        f"continue that experiment with fsnas tune --resume {exp}")
+    exp.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(exp / CONFIG_FILE, dump_config(cfg).encode())
+    print(f"fsnas tune: {trial_count(parsed, cfg.tune.num_samples)} trials of '{cfg.tune.job}' from {source} "
+          f"-> {exp}", flush=True)
+    return _fit(cfg, exp, parsed, restore=False, quiet=quiet)
+
+
+def resume(exp_dir: str | Path, quiet: bool = False) -> dict:
+    exp = Path(exp_dir).resolve()
+    if not (exp / CONFIG_FILE).is_file() or not (exp / TUNE_DIR).is_dir():
+        raise UserError(f"{exp} is not an fsnas tune experiment (no {CONFIG_FILE} and {TUNE_DIR}/ in it); give the "
+                        f"--out folder of an earlier fsnas tune")
+    cfg = load_config(exp / CONFIG_FILE)
+    print(f"fsnas tune: resuming {exp}", flush=True)
+    return _fit(cfg, exp, check_space(cfg), restore=True, quiet=quiet)
+
+
+def _fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool, quiet: bool) -> dict:
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    import ray
+    from ray import tune
+
+    tc = cfg.tune
+    env = {k: os.environ[k] for k in ("FSNAS_DATA_ROOT", "FSNAS_CACHE_DIR", *QUIET_ENV) if k in os.environ}
+    repo = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    if "FSNAS_DATA_ROOT" in env:
+        env["FSNAS_DATA_ROOT"] = str(Path(env["FSNAS_DATA_ROOT"]).resolve())
+    ray.init(address=tc.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+             runtime_env={"env_vars": env}, ignore_reinit_error=True)
+    try:
+        _record_processes(exp)
+        spec = {"base": absolute_paths(cfg.to_dict()), "job": tc.job, "experiment": str(exp),
+                "threads": max(1, int(tc.resources.cpu))}
+        from .callbacks import TrialLines
+        from .trial import run_trial
+        trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
+                                        {"cpu": tc.resources.cpu, "gpu": tc.resources.gpu})
+        lines = TrialLines(quiet)
+        if restore:
+            tuner = tune.Tuner.restore(str(exp / TUNE_DIR), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            scheduler = None
+            if tc.asha.enabled:
+                from ray.tune.schedulers import ASHAScheduler
+                scheduler = ASHAScheduler(metric="val_accuracy", mode="max", max_t=tc.asha.max_t,
+                                          grace_period=tc.asha.grace_period,
+                                          reduction_factor=tc.asha.reduction_factor,
+                                          stop_last_trials=False)  # a trial past the last rung runs to its end
+            tuner = tune.Tuner(
+                trainable, param_space={"overrides": tune_space(parsed)},
+                tune_config=tune.TuneConfig(num_samples=tc.num_samples, scheduler=scheduler,
+                                            max_concurrent_trials=tc.max_concurrent or None,
+                                            trial_name_creator=lambda t: t.trial_id,
+                                            trial_dirname_creator=lambda t: t.trial_id),
+                run_config=tune.RunConfig(
+                    name=TUNE_DIR, storage_path=str(exp), verbose=0, callbacks=[lines],
+                    failure_config=tune.FailureConfig(max_failures=tc.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+        t0 = time.perf_counter()
+        grid = tuner.fit()
+        seconds = time.perf_counter() - t0
+        errors = {Path(r.path).name: str(r.error).strip().splitlines()[-1] if str(r.error).strip() else "error"
+                  for r in grid if r.error is not None}
+    finally:
+        ray.shutdown()
+    report = write_results(exp, cfg, parsed, errors, seconds)
+    print(report["table_md"], flush=True)
+    print(f"results: {exp / 'results.md'}", flush=True)
+    return report
+
+
+def _record_processes(exp: Path) -> None:
+    """The pids of the Ray processes this driver started (none when it joined a cluster)."""
+    try:
+        import ray._private.worker as worker
+        node = worker._global_node
+        pids = sorted({info.process.pid for infos in node.all_processes.values() for info in infos
+                       if info.process is not None})
+    except Exception:  # private API: the record is a convenience, never a reason to fail
+        pids = []
+    atomic_write_bytes(exp / PROCESSES_FILE, json.dumps({"driver": os.getpid(), "ray": pids}).encode())

@@ -1,0 +1,109 @@
+"""What one Ray Tune trial runs: an ordinary fsnas run folder (``EXPERIMENT/runs/<trial id>``) of the
+experiment's config with the trial's values, reporting meta-validation accuracy to Tune as it is logged
+(for ASHA) with the run folder as the checkpoint, and its final figures at the end.
+
+Restarted trials (a retry, or ``fsnas tune --resume`` after a killed driver) resume their run folder; where
+the folder is not on this node (a cluster without shared storage) it is restored from Tune's checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ..config import load_config
+from ..runs import RunDir, atomic_write_bytes
+from .space import with_overrides
+
+TRIAL_FILE = "trial.json"
+
+
+def validation_accuracy(record: dict) -> float | None:
+    """The meta-validation accuracy in a metrics record: retraining's 'val' phase, a DARTS/GDAS search step."""
+    if record.get("phase") == "val":
+        return record.get("accuracy")
+    return record.get("val_accuracy")
+
+
+def latency_of(summary: dict) -> tuple[float | None, str | None]:
+    """(ms, source) from a finished run's summary: a search's latency report (measured on its table's device
+    and settings), else the end-to-end batch-1 time the trial measured."""
+    report = summary.get("latency") or summary.get("search", {}).get("latency")
+    if report:
+        return report["measured_ms"], f"measured, batch {report['batch']}, {report['device']}"
+    timed = summary.get("tune_latency")
+    if timed:
+        return timed["median_ms"], f"measured, batch 1, {timed['device']} (while other trials ran)"
+    return None, None
+
+
+def final_metrics(summary: dict, last_val: float | None) -> dict:
+    ms, _ = latency_of(summary)
+    val = last_val
+    if val is None:
+        val = summary.get("score", summary.get("search", {}).get("score"))
+    return {"fsnas_final": True, "accuracy": summary.get("accuracy"), "ci95": summary.get("ci95"),
+            "val_accuracy": val, "latency_ms": ms,
+            "params": summary.get("parameters", summary.get("params"))}
+
+
+def run_trial(config: dict, spec: dict) -> None:
+    """Ray Tune function trainable: ``config['overrides']`` (dotted key -> value) on ``spec['base']``."""
+    from ray import tune
+
+    from ..jobs import retrain_job, search_job
+    from ..pipeline import prepare
+    logging.getLogger("nas").setLevel(logging.WARNING)
+    torch.set_num_threads(max(1, int(spec["threads"])))
+    trial_id = tune.get_context().get_trial_id()
+    path = Path(spec["experiment"]) / "runs" / trial_id
+    checkpoint = tune.get_checkpoint()
+    if not (path / "config.yaml").is_file() and checkpoint is not None:
+        checkpoint.to_directory(str(path))  # a restarted trial on a node without the folder
+    overrides = dict(config.get("overrides", {}))
+    if (path / "config.yaml").is_file():
+        run = RunDir.open(path)
+        cfg = load_config(run.config_path)
+    else:
+        cfg = with_overrides(spec["base"], overrides)
+        cfg.name = trial_id
+        run = RunDir.create(cfg, path)
+    atomic_write_bytes(path / TRIAL_FILE, json.dumps({"trial_id": trial_id, "overrides": overrides,
+                                                      "job": spec["job"]}, indent=2, default=str).encode())
+    last = {"val": None}
+
+    def report(record: dict) -> None:
+        acc = validation_accuracy(record)
+        if acc is None:
+            return
+        last["val"] = acc
+        tune.report({"val_accuracy": acc, "step": record.get("step"), "phase": record.get("phase")},
+                    checkpoint=tune.Checkpoint.from_directory(str(path)))
+
+    if run.summary_path.is_file():  # finished before the driver was killed: report it again
+        tune.report(final_metrics(run.read_summary(), None))
+        return
+    job = spec["job"]
+    searching = job == "search" or (job == "run" and cfg.search.enabled)
+    ds, device = prepare(cfg, train=job != "search", test=job != "search", search=searching)
+    run.listeners.append(report)
+    if job == "search":
+        summary = search_job(cfg, run, ds, device, progress=False)
+    else:
+        summary = retrain_job(cfg, run, ds, device, job, searching, progress=False)
+        if latency_of(summary)[0] is None:
+            summary["tune_latency"] = measured_latency(run, ds, device)
+            run.write_summary(summary)
+    tune.report(final_metrics(summary, last["val"]))
+
+
+def measured_latency(run: RunDir, ds, device: torch.device) -> dict:
+    """End-to-end batch-1 latency of the run's backbone (channels-last, as fsnas runs it; timing does not
+    depend on the weights, so a fresh copy is timed)."""
+    from search_spaces import build_network, load_genotype
+    from ..latency.measure import measure_latency
+    net = build_network(load_genotype(run.path / "genotype.yaml"), ds.image_shape[0]).to(device)
+    stats = measure_latency(net, (1, *ds.image_shape), device, warmup=10, repeats=50, channels_last=True)
+    return {"median_ms": stats.median_ms, "device": str(device), "threads": torch.get_num_threads()}

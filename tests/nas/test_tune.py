@@ -1,0 +1,186 @@
+"""fsnas tune through a real local Ray: trials are ordinary run folders equal to the plain command's, a driver
+killed with SIGKILL is resumed and every trial finishes with the uninterrupted results, bad input is refused
+before Ray starts, and the results table / Pareto front / export pick what they say.  Every Ray process a test
+starts is stopped by the test (each driver runs in its own session, which the test kills at the end)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nas import cli
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "configs" / "tune" / "tiny.yaml"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def session_processes(sid: int) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                pids.append(int(d.name))
+    return pids
+
+
+@pytest.fixture
+def drivers():
+    """Start fsnas in its own session; at teardown every process of those sessions (Ray's included) is killed."""
+    started = []
+
+    def start(*args: str) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-m", "nas.cli", *map(str, args)], cwd=REPO, env=ENV,
+                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        started.append(p.pid)
+        return p
+    yield start
+    for sid in started:
+        for _ in range(50):  # bounded: Ray's processes go within a few seconds of a kill
+            left = session_processes(sid)
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        assert not session_processes(sid), "Ray processes left behind"
+
+
+def finish(p: subprocess.Popen, timeout: float = 240) -> str:
+    out, _ = p.communicate(timeout=timeout)
+    assert p.returncode == 0, out
+    return out
+
+
+def test_trials_are_plain_runs_and_a_killed_driver_resumes(drivers, tmp_path):
+    steps = "train.steps=40"
+    plain = tmp_path / "plain"
+    finish(drivers("-q", "retrain", TINY, steps, "seed=1", "--out", plain))
+
+    exp = tmp_path / "exp"
+    out = finish(drivers("tune", TINY, steps, "--out", exp))
+    assert out.count(" started (seed=") == 2 and out.count(" finished (seed=") == 2
+    results = json.loads((exp / "results.json").read_text())
+    trials = {t["values"]["seed"]: t for t in results["trials"]}
+    assert sorted(trials) == [0, 1] and all(t["status"] == "finished" for t in trials.values())
+    run = Path(trials[1]["run"])
+    assert {"config.yaml", "metrics.jsonl", "model.pt", "genotype.yaml", "summary.json"} <= {f.name for f in run.iterdir()}
+    reference = json.loads((plain / "summary.json").read_text())
+    assert json.loads((run / "summary.json").read_text())["accuracy"] == reference["accuracy"]  # same run
+    assert trials[1]["accuracy"] == reference["accuracy"] and trials[1]["latency_ms"] > 0
+    assert (exp / "results.md").is_file() and (exp / "pareto.png").stat().st_size > 0
+
+    killed = tmp_path / "killed"
+    driver = drivers("tune", TINY, steps, "--out", killed)
+    deadline = time.time() + 180
+    while not list(killed.glob("tune/*/checkpoint_*")) and time.time() < deadline:
+        time.sleep(0.1)  # killed once a trial has reported a checkpoint, mid-run
+    assert driver.poll() is None, "the experiment ended before it could be killed"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert not (killed / "results.json").exists()
+    for pid in session_processes(driver.pid):  # what a user does after a killed driver: stop Ray's processes
+        os.kill(pid, signal.SIGKILL)
+    finish(drivers("-q", "tune", "--resume", killed))
+    resumed = {t["values"]["seed"]: t for t in json.loads((killed / "results.json").read_text())["trials"]}
+    assert all(t["status"] == "finished" for t in resumed.values())
+    assert {s: t["accuracy"] for s, t in resumed.items()} == {s: t["accuracy"] for s, t in trials.items()}
+
+
+def test_asha_stops_weak_trials_and_lets_one_finish(drivers, tmp_path):
+    exp = tmp_path / "asha"
+    out = finish(drivers("tune", TINY, "train.steps=40", "tune.space={train.options.lr: {grid: [0.00001, 0.00002, 0.002, 0.003]}}",
+                         "tune.asha={enabled: true, grace_period: 1, reduction_factor: 2, max_t: 8}", "--out", exp))
+    trials = json.loads((exp / "results.json").read_text())["trials"]
+    status = {t["values"]["train.options.lr"]: t["status"] for t in trials}
+    assert "finished" in status.values() and set(status.values()) <= {"finished", "stopped early (ASHA)"}
+    assert "stopped early" in out or all(s == "finished" for s in status.values())
+    for t in trials:  # a stopped trial has fewer validations than the 10 of a finished one
+        vals = sum('"phase": "val"' in line for line in (Path(t["run"]) / "metrics.jsonl").read_text().splitlines())
+        assert (vals == 10) == (t["status"] == "finished")
+
+
+def test_bad_input_is_refused_before_ray_starts(tmp_path, capsys):
+    def refused(*args, message):
+        assert cli.main(["-q", "tune", *map(str, args)]) == 2
+        assert message in capsys.readouterr().err
+    out = tmp_path / "exp"
+    refused(TINY, "tune.space={seed: {range: [0, 3]}}", "--out", out, message="tune.space.seed: give one of grid")
+    refused(TINY, "tune.space={train.steps: {grid: [4, -1]}}", "--out", out,
+            message="tune.space.train.steps: the value -1 does not fit the config")
+    refused(TINY, "tune.space={train.options.lr: {loguniform: [0, 0.1]}}", "--out", out,
+            message="give [low, high] with low < high > 0")
+    refused(TINY, "tune.job=evaluate", "--out", out, message="tune.job: 'evaluate' is not a job")
+    refused(TINY, message="give a config file and --out")
+    refused("--resume", tmp_path, message="is not an fsnas tune experiment")
+    assert not out.exists()
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    refused(TINY, "--out", out, message="already exists and is not empty")
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_results_table_pareto_front_and_export_pick(tmp_path):
+    from nas.config import load_config
+    from nas.tuning.results import write_results
+    from nas.tuning.space import check_space
+    exp = tmp_path / "exp"
+    # four finished trials (accuracy, latency): b beats a; c is slower but more accurate; d is dominated by b
+    for name, acc, ms in (("a", 0.60, 2.0), ("b", 0.70, 1.0), ("c", 0.80, 3.0), ("d", 0.65, 1.5)):
+        run = exp / "runs" / name
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("{}")
+        (run / "trial.json").write_text(json.dumps({"trial_id": name, "overrides": {"seed": ord(name)}, "job": "retrain"}))
+        (run / "metrics.jsonl").write_text(json.dumps({"phase": "val", "step": 4, "accuracy": acc - 0.1}) + "\n")
+        (run / "summary.json").write_text(json.dumps({"accuracy": acc, "ci95": 0.01, "parameters": 100,
+                                                      "tune_latency": {"median_ms": ms, "device": "cpu"}}))
+    run = exp / "runs" / "e"  # stopped by ASHA: no summary
+    run.mkdir()
+    (run / "config.yaml").write_text("{}")
+    (run / "trial.json").write_text(json.dumps({"trial_id": "e", "overrides": {"seed": 5}, "job": "retrain"}))
+    cfg = load_config(TINY, ["tune.asha.enabled=true"])
+    report = write_results(exp, cfg, check_space(cfg), {}, 1.0)
+    assert [t["trial"] for t in report["trials"]] == ["c", "b", "d", "a", "e"]
+    assert report["trials"][-1]["status"] == "stopped early (ASHA)"
+    assert report["pareto"] == ["b", "c"]  # fastest first
+    assert report["trials"][0]["val_accuracy"] == pytest.approx(0.7)
+    assert "| c | 99 | finished | 80.00 ± 1.00 |" in (exp / "results.md").read_text()
+
+    from nas.export.job import from_experiment
+    (exp / "tune").mkdir()
+    calls = []
+    import nas.export.job as job
+
+    def fake_retrain_run(run, overrides):
+        calls.append(run.name)
+        from types import SimpleNamespace
+        return [SimpleNamespace(rank=0, provenance={})]
+    original = job.from_retrain_run
+    job.from_retrain_run = fake_retrain_run
+    try:
+        for name in ("b", "c"):
+            (exp / "runs" / name / "model.pt").write_bytes(b"")
+        items = from_experiment(exp, "pareto:2", [])
+        assert calls == ["b", "c"] and [i.rank for i in items] == [1, 2]
+        assert items[0].provenance["tune_trial"]["trial"] == "b"
+        calls.clear()
+        (exp / "runs" / "a" / "model.pt").write_bytes(b"")
+        (exp / "runs" / "d" / "model.pt").write_bytes(b"")
+        from_experiment(exp, "top:2", [])
+        assert calls == ["c", "b"]
+    finally:
+        job.from_retrain_run = original
+    assert yaml.safe_load(TINY.read_text())["tune"]["space"] == {"seed": {"grid": [0, 1]}}
