@@ -35,7 +35,7 @@ def latency_of(summary: dict) -> tuple[float | None, str | None]:
         return report["measured_ms"], f"measured, batch {report['batch']}, {report['device']}"
     timed = summary.get("tune_latency")
     if timed:
-        return timed["median_ms"], f"measured, batch 1, {timed['device']} (while other trials ran)"
+        return timed["median_ms"], f"measured, batch 1, {timed['device']}, at the end of the trial (other trials may be running)"
     return None, None
 
 
