@@ -128,6 +128,9 @@ class SearchConfig:
     log_every: int = 20
     checkpoint_every: int = 50
     max_params: int | None = None  # constraint on candidates (SPOS evolution)
+    # SPOS: a finished search run whose trained supernet this search evolves in (no supernet training): one
+    # supernet serves many constraints, e.g. a sweep of latency targets
+    supernet: str | None = None
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
 
@@ -458,6 +461,31 @@ def _check_search(sc: SearchConfig) -> None:
     if lc.table is not None and not Path(lc.table).is_file():
         raise ConfigError(f"search.latency.table: {lc.table} does not exist; build it on this device with fsnas "
                           f"latency build --space CONFIG --out {lc.table}", key="search.latency.table")
+    if sc.supernet is not None:
+        _check_supernet_source(sc)
+
+
+def _check_supernet_source(sc: SearchConfig) -> None:
+    """search.supernet: a finished SPOS search of the same space whose supernet training is complete."""
+    key, src = "search.supernet", Path(sc.supernet)
+    if sc.sampler != "spos":
+        raise ConfigError(f"{key}: only the spos sampler evolves in a trained supernet; {sc.sampler} trains its "
+                          f"architecture parameters with the weights", key=key)
+    if not (src / "config.yaml").is_file() or not (src / "checkpoints" / "search.pt").is_file():
+        raise ConfigError(f"{key}: {src} is not a search run with a trained supernet (config.yaml and "
+                          f"checkpoints/search.pt); give the folder of an fsnas search with search.sampler: spos",
+                          key=key)
+    theirs = (yaml.safe_load((src / "config.yaml").read_text()) or {}).get("search", {})
+    mine = {"sampler": sc.sampler, "space": sc.space, "space_options": sc.space_options}
+    for field_name, value in mine.items():
+        if theirs.get(field_name, {} if field_name == "space_options" else None) != value:
+            raise ConfigError(f"{key}: {src} searched with search.{field_name} {theirs.get(field_name)!r}, this "
+                              f"config has {value!r}; the supernet must be of the same space", key=key)
+    import torch
+    trained = int(torch.load(src / "checkpoints" / "search.pt", map_location="cpu", weights_only=True)["step"])
+    if trained < int(theirs.get("steps", 0)):
+        raise ConfigError(f"{key}: {src} has trained its supernet for {trained} of {theirs.get('steps')} steps; "
+                          f"finish it first with fsnas search --resume {src}", key=key)
 
 
 def _check_genotype_file(path: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -20,6 +21,7 @@ from meta.episodes import EpisodeSampler
 from search_spaces import DartsGenotype, create_supernet
 
 from ..config import RunConfig
+from ..errors import UserError
 from ..runs import RunDir, atomic_write_bytes
 from ..train import episode_sampler
 from .evolution import Candidate, check_feasible, evolve, score_path
@@ -65,7 +67,16 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
 
     start = 0
     state = run.load_checkpoint("search")
-    if state is not None:
+    if state is None and sc.supernet is not None:
+        state = trained_supernet(sc.supernet, device)
+        try:
+            supernet.load_state_dict(state["supernet"])
+        except RuntimeError:
+            raise UserError(f"search.supernet: the supernet of {sc.supernet} does not fit this one (another "
+                            f"dataset's channels or image size?); search it anew") from None
+        start = sc.steps  # no training: the evolution runs in the given supernet
+        log.info("evolving in the trained supernet of %s", sc.supernet)
+    elif state is not None:
         supernet.load_state_dict(state["supernet"])
         sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["rng"])
@@ -120,11 +131,18 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
         genotype = candidates[0].genotype
     op_names = getattr(supernet, "op_names", None) or supernet.choices
     summary = write_results(run, genotype, candidates[: ev.top_k], sc, input_size, train_seconds, op_names)
+    if sc.supernet is not None:
+        summary["supernet_from"] = str(Path(sc.supernet).resolve())
     if predictor is not None:
         summary["latency"] = latency_report(lc, predictor, genotype, input_size, device)
         log.info("latency: predicted %.3f ms, measured %.3f ms, target %s ms", summary["latency"]["predicted_ms"],
                  summary["latency"]["measured_ms"], lc.target_ms)
     return summary
+
+
+def trained_supernet(source: str, device: torch.device) -> dict:
+    """The final search checkpoint of a finished SPOS run (checked complete with the config)."""
+    return RunDir.open(source).load_checkpoint("search", map_location=device)
 
 
 def write_results(run: RunDir, genotype, candidates: list[Candidate], sc, input_size, seconds: float,

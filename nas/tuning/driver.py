@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from ..runs import atomic_write_bytes
 from .results import write_results
 from .space import check_space, trial_count, tune_space
 
-log = logging.getLogger(__name__)
-
 CONFIG_FILE = "config.yaml"
 TUNE_DIR = "tune"
 PROCESSES_FILE = "ray_processes.json"
@@ -30,7 +27,7 @@ QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "TUNE_
              "RAY_DEDUP_LOGS": "0", "RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0",
              "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 PATH_KEYS = (("data", "root"), ("data", "split_dir"), ("model", "genotype"), ("model", "weights"),
-             ("search", "latency", "table"))
+             ("search", "latency", "table"), ("search", "supernet"))
 
 
 def absolute_paths(base: dict) -> dict:
@@ -91,7 +88,7 @@ def _fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool, quiet: bool) ->
         trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
                                         {"cpu": tc.resources.cpu, "gpu": tc.resources.gpu})
         lines = TrialLines(quiet)
-        if restore:
+        if restore:  # Tune restores its run config (the state-change lines included) with the experiment
             tuner = tune.Tuner.restore(str(exp / TUNE_DIR), trainable, resume_unfinished=True, resume_errored=True)
         else:
             scheduler = None

@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from nas import cli
+from nas.runs import RunDir
 from nas.latency import LatencyPredictor, build_table
 from nas.search.latency import LatencyObjective
 from nas.search.samplers import DartsSampler
@@ -107,6 +108,42 @@ def test_spos_meets_a_latency_target_and_reports_the_measured_latency(table_file
     lat = json.loads((out / "summary.json").read_text())["latency"]
     assert lat["target_ms"] == target and lat["predicted_ms"] == cands[0]["predicted_latency_ms"]
     assert lat["measured_ms"] > 0 and lat["measured"]["count"] == 3 and isinstance(lat["meets_target"], bool)
+
+
+def test_evolution_in_a_trained_supernet_equals_the_original_and_takes_new_targets(table_file, tmp_path, capsys):
+    """search.supernet: the evolution alone, in another run's trained supernet — with the same target it
+    finds the same candidates as that run; with a tighter one, candidates under it."""
+    first = tmp_path / "first"
+    cands = lambda run: json.loads((run / "candidates.json").read_text())  # noqa: E731
+    assert cli.main(["-q", "search", str(_config(tmp_path, table=str(table_file), target_ms=1e6)),
+                     "--out", str(first)]) == 0
+    again = tmp_path / "again"
+    assert cli.main(["-q", "search", str(_config(tmp_path, table=str(table_file), target_ms=1e6)),
+                     f"search.supernet={first}", "--out", str(again)]) == 0
+    assert cands(again) == cands(first)
+    assert not [r for r in RunDir(again).read_metrics() if r["phase"] == "search"]  # no supernet training
+    assert json.loads((again / "summary.json").read_text())["supernet_from"] == str(first.resolve())
+    tight = min(c["predicted_latency_ms"] for c in cands(first))
+    lower = tmp_path / "lower"
+    assert cli.main(["-q", "search", str(_config(tmp_path, table=str(table_file), target_ms=tight)),
+                     f"search.supernet={first}", "--out", str(lower)]) == 0
+    assert all(c["predicted_latency_ms"] <= tight for c in cands(lower))
+    capsys.readouterr()
+    for override, message in ((f"search.sampler=darts", "only the spos sampler"),
+                              (f"search.space_options.channels=6", "the supernet must be of the same space"),
+                              ):
+        assert cli.main(["-q", "search", str(_config(tmp_path, table=str(table_file))), f"search.supernet={first}",
+                         override, "--out", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+    assert cli.main(["-q", "search", str(_config(tmp_path)), f"search.supernet={tmp_path}",
+                     "--out", str(tmp_path / "bad")]) == 2
+    assert "is not a search run with a trained supernet" in capsys.readouterr().err
+    state = torch.load(first / "checkpoints" / "search.pt", weights_only=True)
+    torch.save({**state, "step": 4}, first / "checkpoints" / "search.pt")  # as if killed at step 4 of 12
+    assert cli.main(["-q", "search", str(_config(tmp_path)), f"search.supernet={first}",
+                     "--out", str(tmp_path / "bad")]) == 2
+    assert "has trained its supernet for 4 of 12 steps" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_latency_inputs_that_cannot_work_exit_2_before_any_run_folder(table_file, tmp_path, capsys):
