@@ -247,12 +247,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cfg = load_config(config, overrides)
     from .tuning.space import check_space
     try:
-        check_space(cfg)
+        parsed = check_space(cfg)
     except ConfigError as exc:
         raise exc.in_file(config) from None
     _prepare(cfg, config, train=cfg.tune.job != "search", test=cfg.tune.job != "search",
              search=cfg.tune.job == "search" or (cfg.tune.job == "run" and cfg.search.enabled))
-    driver.start(cfg, config, args.out, quiet=args.quiet)
+    driver.start(cfg, config, args.out, quiet=args.quiet, parsed=parsed)
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..runs import atomic_write_bytes
-from .pick import parse_pick, pick_ranks
+from .pick import parse_pick, pick_ranks, spread
 from .sources import ExportError, candidate_scores, from_architecture, from_retrain_run, from_search_run
 from .writer import CARD_FILE, check_out_dir, write_export
 
@@ -23,10 +23,7 @@ def from_experiment(path: Path, pick: str, overrides: list[str]):
     finished = [t for t in results["trials"] if t["status"] == "finished" and t.get(results["metric"]) is not None]
     if kind == "pareto":
         by_id = {t["trial"]: t for t in finished}
-        chosen = [by_id[t] for t in results["pareto"] if t in by_id]
-        if len(chosen) > k:
-            chosen = ([chosen[round(j * (len(chosen) - 1) / (k - 1))] for j in range(k)] if k > 1 else
-                      [max(chosen, key=lambda t: t[results["metric"]])])
+        chosen = spread([by_id[t] for t in results["pareto"] if t in by_id], k, lambda t: t[results["metric"]])
     else:
         chosen = finished[:k]  # results.json lists trials best first
     if not chosen:

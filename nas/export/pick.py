@@ -22,6 +22,16 @@ def pareto_front(rows: list[dict]) -> list[int]:
     return sorted(front, key=lambda i: (rows[i]["params"], -rows[i]["score"]))
 
 
+def spread(front: list, k: int, score) -> list:
+    """At most ``k`` entries of a Pareto front (ordered along it), spread evenly with both ends included;
+    k 1: the one with the best ``score``."""
+    if len(front) <= k:
+        return list(front)
+    if k == 1:
+        return [max(front, key=score)]
+    return [front[round(j * (len(front) - 1) / (k - 1))] for j in range(k)]
+
+
 def pick_ranks(rows: list[dict], pick: str) -> list[int]:
     """1-based ranks (positions in the candidates table, best first) to export."""
     kind, k = parse_pick(pick)
@@ -29,8 +39,4 @@ def pick_ranks(rows: list[dict], pick: str) -> list[int]:
         raise ExportError("the run has no candidates to pick from")
     if kind in ("best", "top"):
         return list(range(1, min(k, len(rows)) + 1))
-    front = pareto_front(rows)
-    if len(front) > k:  # spread over the front, both ends included
-        front = [front[round(j * (len(front) - 1) / (k - 1))] for j in range(k)] if k > 1 else \
-            [max(front, key=lambda i: rows[i]["score"])]
-    return [i + 1 for i in front]
+    return [i + 1 for i in spread(pareto_front(rows), k, lambda i: rows[i]["score"])]

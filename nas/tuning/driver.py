@@ -41,9 +41,10 @@ def absolute_paths(base: dict) -> dict:
     return base
 
 
-def start(cfg: RunConfig, source: str, out: str | Path, quiet: bool = False) -> dict:
-    """A new experiment in ``out`` (must not exist or be empty)."""
-    parsed = check_space(cfg)
+def start(cfg: RunConfig, source: str, out: str | Path, quiet: bool = False, parsed: dict | None = None) -> dict:
+    """A new experiment in ``out`` (must not exist or be empty); ``parsed``: ``check_space(cfg)`` if the caller
+    has it already."""
+    parsed = check_space(cfg) if parsed is None else parsed
     exp = Path(out).resolve()
     if exp.exists() and any(exp.iterdir()):
         raise UserError(f"{exp} already exists and is not empty; nothing was overwritten. Choose another --out, or "

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..export.pick import pareto_front
 from ..runs import RunDir, atomic_write_bytes
-from .trial import TRIAL_FILE, latency_of, validation_accuracy
+from .trial import TRIAL_FILE, latency_of, search_score, validation_accuracy
 
 RESULTS_FILE = "results.json"
 
@@ -36,7 +36,7 @@ def trial_rows(exp: Path, errors: dict[str, str], asha: bool) -> list[dict]:
                        latency_ms=ms, latency_source=source,
                        params=summary.get("parameters", summary.get("params")))
             if row["val_accuracy"] is None:
-                row["val_accuracy"] = summary.get("score", summary.get("search", {}).get("score"))
+                row["val_accuracy"] = search_score(summary)
             if summary.get("results"):
                 row["task"] = "{n_way}-way {k_shot}-shot".format(**summary["results"][0])
         elif trial["trial_id"] in errors:

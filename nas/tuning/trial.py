@@ -39,11 +39,14 @@ def latency_of(summary: dict) -> tuple[float | None, str | None]:
     return None, None
 
 
+def search_score(summary: dict) -> float | None:
+    """A search's one-shot validation score (a search summary, or a run's search part); None for a retrain."""
+    return summary.get("score", summary.get("search", {}).get("score"))
+
+
 def final_metrics(summary: dict, last_val: float | None) -> dict:
     ms, _ = latency_of(summary)
-    val = last_val
-    if val is None:
-        val = summary.get("score", summary.get("search", {}).get("score"))
+    val = search_score(summary) if last_val is None else last_val
     return {"fsnas_final": True, "accuracy": summary.get("accuracy"), "ci95": summary.get("ci95"),
             "val_accuracy": val, "latency_ms": ms,
             "params": summary.get("parameters", summary.get("params"))}

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from nas import cli
 
@@ -133,7 +132,7 @@ def test_bad_input_is_refused_before_ray_starts(tmp_path, capsys):
     assert (out / "keep.txt").read_text() == "mine"
 
 
-def test_results_table_pareto_front_and_export_pick(tmp_path):
+def test_results_table_pareto_front_and_export_pick(tmp_path, monkeypatch):
     from nas.config import load_config
     from nas.tuning.results import write_results
     from nas.tuning.space import check_space
@@ -168,19 +167,14 @@ def test_results_table_pareto_front_and_export_pick(tmp_path):
         calls.append(run.name)
         from types import SimpleNamespace
         return [SimpleNamespace(rank=0, provenance={})]
-    original = job.from_retrain_run
-    job.from_retrain_run = fake_retrain_run
-    try:
-        for name in ("b", "c"):
-            (exp / "runs" / name / "model.pt").write_bytes(b"")
-        items = from_experiment(exp, "pareto:2", [])
-        assert calls == ["b", "c"] and [i.rank for i in items] == [1, 2]
-        assert items[0].provenance["tune_trial"]["trial"] == "b"
-        calls.clear()
-        (exp / "runs" / "a" / "model.pt").write_bytes(b"")
-        (exp / "runs" / "d" / "model.pt").write_bytes(b"")
-        from_experiment(exp, "top:2", [])
-        assert calls == ["c", "b"]
-    finally:
-        job.from_retrain_run = original
-    assert yaml.safe_load(TINY.read_text())["tune"]["space"] == {"seed": {"grid": [0, 1]}}
+    monkeypatch.setattr(job, "from_retrain_run", fake_retrain_run)
+    for name in ("b", "c"):
+        (exp / "runs" / name / "model.pt").write_bytes(b"")
+    items = from_experiment(exp, "pareto:2", [])
+    assert calls == ["b", "c"] and [i.rank for i in items] == [1, 2]
+    assert items[0].provenance["tune_trial"]["trial"] == "b"
+    calls.clear()
+    (exp / "runs" / "a" / "model.pt").write_bytes(b"")
+    (exp / "runs" / "d" / "model.pt").write_bytes(b"")
+    from_experiment(exp, "top:2", [])
+    assert calls == ["c", "b"]
