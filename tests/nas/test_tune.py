@@ -99,6 +99,30 @@ def test_trials_are_plain_runs_and_a_killed_driver_resumes(drivers, tmp_path):
     assert {s: t["accuracy"] for s, t in resumed.items()} == {s: t["accuracy"] for s, t in trials.items()}
 
 
+def test_a_killed_trial_worker_is_retried_from_its_checkpoint(drivers, tmp_path):
+    """max_failures: a trial whose worker dies (SIGKILL, as an OOM kill or a lost node) restarts from its last
+    checkpoint and ends with the accuracy of an uninterrupted run."""
+    steps, seed = "train.steps=40", "tune.space={seed: {grid: [1]}}"
+    plain = tmp_path / "plain"
+    finish(drivers("-q", "retrain", TINY, steps, "seed=1", "--out", plain))
+    exp = tmp_path / "exp"
+    driver = drivers("tune", TINY, steps, seed, "tune.max_failures=1", "--out", exp)
+    deadline, workers = time.time() + 180, []
+    while not workers and time.time() < deadline:
+        if list(exp.glob("tune/*/checkpoint_*")):  # mid-run: the trial has checkpointed at least once
+            workers = [pid for pid in session_processes(driver.pid)
+                       if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::ImplicitFunc")]
+        time.sleep(0.1)
+    assert workers and driver.poll() is None, "no running trial worker to kill"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    out = finish(driver)
+    assert "failed; retrying from its last checkpoint" in out and " finished (seed=1)" in out
+    [trial] = json.loads((exp / "results.json").read_text())["trials"]
+    assert trial["status"] == "finished"
+    assert trial["accuracy"] == json.loads((plain / "summary.json").read_text())["accuracy"]
+
+
 def test_asha_stops_weak_trials_and_lets_one_finish(drivers, tmp_path):
     exp = tmp_path / "asha"
     out = finish(drivers("tune", TINY, "train.steps=40", "tune.space={train.options.lr: {grid: [0.00001, 0.00002, 0.002, 0.003]}}",
