@@ -1,5 +1,5 @@
 """What a latency figure depends on besides the network: the device, its software, the dtype, the batch
-and (on CPU) the thread count.  A table is only valid where its fingerprint matches."""
+and (on CPU) the thread count and the allocator setting timings use.  A table is only valid where its fingerprint matches."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import platform
 from pathlib import Path
 
 import torch
+
+from .measure import steady_cpu_allocator
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -36,7 +38,8 @@ def device_fingerprint(device: torch.device | str, dtype: str, batch: int, threa
                    "driver": _cuda_driver_version()})
     else:
         fp.update({"device": cpu_name(), "machine": platform.machine(),
-                   "threads": int(threads if threads is not None else torch.get_num_threads())})
+                   "threads": int(threads if threads is not None else torch.get_num_threads()),
+                   "allocator": steady_cpu_allocator()})
     return fp
 
 

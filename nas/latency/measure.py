@@ -3,6 +3,9 @@ own time, after a synchronize), perf_counter on CPU with the thread count stated
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import statistics
 import time
 from contextlib import contextmanager
@@ -22,6 +25,29 @@ class LatencyStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# glibc's malloc serves large blocks with fresh mmaps and trims its heap by default, and adapts both thresholds to
+# the process's history: a 12 MB activation then costs page faults on every forward, 2-3x the compute on this
+# VM, and how many depends on what the process did before.  Timings on CPU keep large blocks in a heap that is
+# never trimmed (as jemalloc/tcmalloc behave in deployed inference), so a figure depends on the network only.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_MAX = 32 << 20  # glibc refuses more on 64-bit
+TRIM_THRESHOLD = 1 << 30
+
+
+@functools.cache
+def steady_cpu_allocator() -> str:
+    """Fix the C allocator's thresholds for CPU timing (once per process; it stays so for the process's life)
+    and say which setting timings use; part of a CPU table's fingerprint."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return "system default"
+    if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) != 1 or mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1:
+        return "system default"
+    return "glibc mmap_threshold=32MiB trim_threshold=1GiB"
 
 
 @contextmanager
@@ -68,6 +94,8 @@ def measure_latency(module: nn.Module, input_shape: tuple[int, ...], device: tor
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
     device = torch.device(device)
+    if device.type == "cpu":
+        steady_cpu_allocator()
     was_training = module.training
     module.eval()
     x = torch.randn(input_shape, device=device, dtype=dtype)

@@ -2,6 +2,7 @@
 path included, as data), the predictor, calibration and the latency commands."""
 
 import json
+import platform
 
 import pytest
 import torch
@@ -84,6 +85,18 @@ def test_a_table_from_another_device_is_refused_unless_forced(tables):
         f"threads: 64 != {tables['darts'].fingerprint['threads']}"]
     with pytest.raises(ValueError, match="dtype"):
         device_fingerprint("cpu", "float64", 1)
+
+
+def test_cpu_timings_state_their_allocator_and_older_tables_are_refused(tables):
+    """CPU timing fixes glibc's malloc thresholds (large activations otherwise cost history-dependent page
+    faults); the setting is part of the fingerprint, so a table timed without it does not pass for one timed with it."""
+    fp = tables["darts"].fingerprint
+    assert fp["allocator"] == ("glibc mmap_threshold=32MiB trim_threshold=1GiB" if platform.libc_ver()[0] == "glibc"
+                               else "system default")
+    older = LatencyTable(**{**tables["darts"].__dict__})
+    older.fingerprint = {k: v for k, v in fp.items() if k != "allocator"}
+    with pytest.raises(LatencyTableError, match=r"allocator: None != .*fsnas latency build"):
+        older.check_device("cpu")
 
 
 @pytest.mark.parametrize("space", sorted(SPACES))
