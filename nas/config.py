@@ -90,6 +90,9 @@ class EvalConfig:
     tasks: list[EpisodeConfig] = field(default_factory=lambda: [EpisodeConfig(5, 1, 15)])
     bn_mode: str = "eval"  # eval: running statistics; transductive: the episode's own batch statistics
     seed: int = 2024  # fixed so that every method is tested on the same episodes
+    # inner steps of a MAML-family learner at test time (None: its train.options.test_steps); an evaluation
+    # setting, so `fsnas evaluate RUN eval.inner_steps=N` may change it (choose N on eval.split=val)
+    inner_steps: int | None = None
 
 
 @dataclass
@@ -416,6 +419,13 @@ def check_config(cfg: RunConfig) -> None:
         if ep.shot_profile != "balanced" and not 1 <= ep.min_shot <= ep.k_shot:
             raise ConfigError(f"{key}.min_shot: {ep.min_shot} must be between 1 and k_shot ({ep.k_shot}) for an "
                               f"imbalanced support", key=f"{key}.min_shot")
+    if cfg.eval.inner_steps is not None:
+        if cfg.eval.inner_steps < 0:
+            raise ConfigError(f"eval.inner_steps: {cfg.eval.inner_steps} must be >= 0 (or null: the learner's own)",
+                              key="eval.inner_steps")
+        if "test_steps" not in factory_params(LEARNERS[cfg.train.learner], ("self", "model")):
+            raise ConfigError(f"eval.inner_steps: the {cfg.train.learner} learner has no inner loop at test time; "
+                              f"leave eval.inner_steps null", key="eval.inner_steps")
     if cfg.eval.bn_mode not in ("eval", "transductive"):
         raise ConfigError(f"eval.bn_mode: '{cfg.eval.bn_mode}' is not a BatchNorm mode; use eval or transductive")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):

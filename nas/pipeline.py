@@ -114,6 +114,8 @@ def build_learner(cfg: RunConfig, model: nn.Module, device: torch.device,
     except ValueError as exc:
         raise ConfigError(f"train.options: {exc}", key="train.options") from None
     learner.bn_mode = cfg.eval.bn_mode
+    if cfg.eval.inner_steps is not None:  # the config check allows it only for learners with test_steps
+        learner.test_steps = cfg.eval.inner_steps
     return learner
 
 
@@ -143,6 +145,8 @@ def evaluate_tasks(cfg: RunConfig, ds: FewShotDataset, learner: Learner, device:
                "seconds": round(time.perf_counter() - t0, 2)}
         if task.shot_profile != "balanced":
             row.update(shot_profile=task.shot_profile, min_shot=task.min_shot)
+        if hasattr(learner, "test_steps"):
+            row["inner_steps"] = learner.test_steps
         run.log({"phase": "eval", **row})
         log.info("%s %d-way %d-shot: %s", ds.name, task.n_way, task.k_shot, res.line())
         results.append(row)

@@ -31,3 +31,14 @@ def ensure_run(run: Path, *args: str, threads: int | None = None) -> dict:
         else:
             fsnas(*args, "--out", str(run), threads=threads)
     return json.loads((run / "summary.json").read_text())
+
+
+def ensure_eval(out: Path, trained: Path, *overrides: str, threads: int | None = None) -> dict:
+    """``fsnas evaluate trained overrides --out out``, skipped if finished; a killed attempt is started again
+    (an evaluation has no checkpoint: it is short and seeded)."""
+    if not finished(out):
+        if out.exists():
+            import shutil
+            shutil.rmtree(out)
+        fsnas("evaluate", str(trained), *overrides, "--out", str(out), threads=threads)
+    return json.loads((out / "summary.json").read_text())

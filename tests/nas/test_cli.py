@@ -79,6 +79,8 @@ def test_evaluate_a_trained_run(tiny_config, tmp_path, capsys):
     fsnas("evaluate", out, "eval.episodes=30", "eval.tasks=[{n_way: 3, k_shot: 2, n_query: 4}]", "--out", ev2)
     assert json.loads((ev2 / "summary.json").read_text())["accuracy"] == summary["accuracy"]
     assert fsnas("evaluate", out, "train.steps=3") == 2  # would change the trained model
+    assert fsnas("evaluate", out, "eval.inner_steps=2", "--out", tmp_path / "ev3") == 2  # ProtoNet has no inner loop
+    assert "has no inner loop at test time" in capsys.readouterr().err and not (tmp_path / "ev3").exists()
 
 
 def bad_run(tmp_path, capsys, *args):
@@ -201,7 +203,12 @@ def test_maml_run_saves_its_head_and_evaluate_reproduces_it(tiny_config, tmp_pat
     first = json.loads((run / "summary.json").read_text())
     assert fsnas("evaluate", run, "--out", tmp_path / "again") == 0
     again = json.loads((tmp_path / "again" / "summary.json").read_text())
-    assert again["accuracy"] == first["accuracy"]
+    assert again["accuracy"] == first["accuracy"] and again["results"][0]["inner_steps"] == 1
+    # test-time inner steps are an evaluation setting: the trained steps given explicitly change nothing
+    assert fsnas("evaluate", run, "eval.inner_steps=1", "--out", tmp_path / "one") == 0
+    assert json.loads((tmp_path / "one" / "summary.json").read_text())["accuracy"] == first["accuracy"]
+    assert fsnas("evaluate", run, "eval.inner_steps=0", "--out", tmp_path / "zero") == 0
+    assert json.loads((tmp_path / "zero" / "summary.json").read_text())["results"][0]["inner_steps"] == 0
     capsys.readouterr()
     assert fsnas("run", tiny_config, *maml[:2], "eval.tasks.0.n_way=3", "--out", tmp_path / "bad") == 2
     assert "train.episode.n_way=3" in capsys.readouterr().err and not (tmp_path / "bad").exists()
