@@ -33,6 +33,7 @@ from pathlib import Path
 from fsnas_runs import ensure_eval, ensure_run
 
 WAYS = (5, 20)
+MAML_FAMILY = ("maml", "fomaml", "anil")  # learners whose test-time inner steps are chosen on validation
 
 
 def main() -> None:
@@ -103,7 +104,7 @@ def main() -> None:
         if mtl_on:
             todo += [(m, 5, s) for m in ("mtl", "mtl-noht") for s in args.seeds if (m, 5, s) not in todo]
         results = dict(zip(todo, pool.map(lambda job: jobs[job[0]](job[1], job[2]), todo)))
-        maml_family = [job for job in todo if job[0] in ("maml", "fomaml", "anil")]
+        maml_family = [job for job in todo if job[0] in MAML_FAMILY]
         chosen = dict(zip(maml_family, pool.map(lambda job: choose_inner_steps(job, results[job]), maml_family)))
     for job, (steps, test, val) in chosen.items():
         results[job] = {**test, "as_configured": results[job]["results"][0], "inner_steps_val": val,
@@ -136,7 +137,7 @@ def main() -> None:
              "| --- | --- | --- | --- | --- |"]
     for r in rows:
         cells = [f"{100 * r[f'{w}way']['accuracy']:.2f} ± {100 * r[f'{w}way']['ci95']:.2f}" +
-                 (f" ({r[f'{w}way']['inner_steps']} test steps)" if r["method"] in ("maml", "fomaml", "anil") else "")
+                 (f" ({r[f'{w}way']['inner_steps']} test steps)" if r["method"] in MAML_FAMILY else "")
                  for w in WAYS]
         lines.append(f"| {r['method']} | {cells[0]} | {cells[1]} | {r['train_seconds']:.0f} | "
                      f"{r['pretrain_seconds']:.0f} |")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,6 @@ def ensure_eval(out: Path, trained: Path, *overrides: str, threads: int | None =
     (an evaluation has no checkpoint: it is short and seeded)."""
     if not finished(out):
         if out.exists():
-            import shutil
             shutil.rmtree(out)
         fsnas("evaluate", str(trained), *overrides, "--out", str(out), threads=threads)
     return json.loads((out / "summary.json").read_text())

@@ -33,6 +33,13 @@ def session_processes(sid: int) -> list[int]:
     return pids
 
 
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # the process ended meanwhile
+        return b""
+
+
 @pytest.fixture
 def drivers():
     """Start fsnas in its own session; at teardown every process of those sessions (Ray's included) is killed."""
@@ -110,8 +117,7 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint(drivers, tmp_path)
     deadline, workers = time.time() + 180, []
     while not workers and time.time() < deadline:
         if list(exp.glob("tune/*/checkpoint_*")):  # mid-run: the trial has checkpointed at least once
-            workers = [pid for pid in session_processes(driver.pid)
-                       if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::ImplicitFunc")]
+            workers = [pid for pid in session_processes(driver.pid) if cmdline(pid).startswith(b"ray::ImplicitFunc")]
         time.sleep(0.1)
     assert workers and driver.poll() is None, "no running trial worker to kill"
     for pid in workers:
