@@ -10,10 +10,12 @@ weights, no validation-based choice, 95% CI):
 - ``pretrain-seed<s>``: many-way pretraining (``--pretrain-steps`` batches of 128 over the 4112 training
   classes) then the fine-tune baseline (a new linear head per episode; no meta-training);
 - ``protonet``: ``--protonet-steps`` episodes;
-- ``maml`` (second order), ``fomaml`` (first order), ``anil``: ``--maml-steps`` outer steps of 8 tasks,
-  1 inner step at lr 0.4 while training (configs/omniglot_maml.yaml); the test-time inner steps are chosen
-  among ``--inner-steps`` by accuracy on ``--val-episodes`` validation episodes (the config's 3 collapsed
-  20-way MAML: 29.9% against 77.7% with 1 step on 200 test episodes), then tested;
+- ``maml`` (second order), ``fomaml`` (first order), ``anil``: ``--maml-steps`` outer steps of 8 tasks at
+  inner lr 0.4 (configs/omniglot_maml.yaml), 1 inner step while training (``--fomaml-inner-steps`` for FOMAML:
+  with one step from the zero head only the head adapts and first order gives the backbone no signal through
+  it; measured, it did not learn); the test-time inner steps are chosen among ``--inner-steps`` and the
+  training ones by accuracy on ``--val-episodes`` validation episodes (3 collapsed 20-way MAML: 29.9% against
+  77.7% with 1 step on 200 test episodes), then tested;
 - ``mtl``: the pretrained backbone of ``pretrain-seed<s>`` frozen, ``--mtl-steps`` outer steps of 2 tasks +
   1 hard task (``mtl-noht``: 3 ordinary tasks, the same number of tasks) for seeds ``--seeds`` at 5-way.
 
@@ -48,6 +50,7 @@ def main() -> None:
     p.add_argument("--inner-steps", nargs="+", type=int, default=[1, 2, 3],
                    help="test-time inner steps of the MAML family, chosen on validation episodes")
     p.add_argument("--val-episodes", type=int, default=200)
+    p.add_argument("--fomaml-inner-steps", type=int, default=5, help="FOMAML's inner steps while meta-training")
     p.add_argument("--methods", nargs="+", default=["finetune", "protonet", "maml", "fomaml", "anil", "mtl"])
     p.add_argument("--model-genotype", type=Path, help="a searched genotype instead of Conv-4")
     p.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each when > 1")
@@ -71,16 +74,18 @@ def main() -> None:
     def choose_inner_steps(job: tuple, summary: dict) -> tuple[int, dict, dict]:
         """Test-time inner steps by validation accuracy (ties: fewer steps), then the test episodes with them."""
         run, way = Path(summary["run"]), job[1]
+        choices = sorted(set(args.inner_steps) | {train_inner_steps[job[0]]})
         task = [f"eval.tasks=[{{n_way: {way}, k_shot: 1, n_query: 15}}]"]
         val = {n: ensure_eval(run.parent / f"{run.name}-val-steps{n}", run, "eval.split=val",
                               f"eval.episodes={args.val_episodes}", f"eval.inner_steps={n}", *task,
-                              threads=threads)["accuracy"] for n in args.inner_steps}
-        best = max(args.inner_steps, key=lambda n: (val[n], -n))
+                              threads=threads)["accuracy"] for n in choices}
+        best = max(choices, key=lambda n: (val[n], -n))
         test = ensure_eval(run.parent / f"{run.name}-test-steps{best}", run, f"eval.episodes={args.eval_episodes}",
                            f"eval.inner_steps={best}", *task, threads=threads)
         return best, test, val
 
     maml = [f"train.steps={args.maml_steps}", "train.checkpoint_every=50"]
+    train_inner_steps = {"maml": 1, "anil": 1, "fomaml": args.fomaml_inner_steps}  # maml's: the config's
     mtl = [f"train.steps={args.mtl_steps}", "pretrain.steps=0"]
     jobs = {
         "protonet": lambda w, s: episodic("protonet", "configs/omniglot_protonet.yaml", w,
@@ -88,7 +93,8 @@ def main() -> None:
                                           f"train.options.lr_step={max(args.protonet_steps // 2, 1)}", seed=s),
         "maml": lambda w, s: episodic("maml", "configs/omniglot_maml.yaml", w, *maml, seed=s),
         "fomaml": lambda w, s: episodic("fomaml", "configs/omniglot_maml.yaml", w, *maml,
-                                        "train.options.order=first", seed=s),
+                                        "train.options.order=first", f"train.options.steps={args.fomaml_inner_steps}",
+                                        f"train.options.test_steps={args.fomaml_inner_steps}", seed=s),
         "anil": lambda w, s: episodic("anil", "configs/omniglot_maml.yaml", w, *maml, "train.options.anil=true",
                                       seed=s),
         "mtl": lambda w, s: episodic("mtl", "configs/omniglot_mtl.yaml", w, *mtl, "train.meta_batch=2",

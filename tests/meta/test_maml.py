@@ -133,6 +133,15 @@ def test_fixed_head_refuses_other_ways(synthetic):
         maml.predict(EpisodeSampler(synthetic, "test", 3, 1, 2, seed=0).episode(0))
 
 
+def test_one_step_first_order_is_warned_about(caplog):
+    backbone = create_model("conv4", in_channels=1, hidden=8)
+    with caplog.at_level("WARNING", logger="meta.learners.maml"):
+        MAML(backbone, n_way=5, steps=2, order="first", in_shape=(1, 28, 28))
+        assert not caplog.records
+        MAML(backbone, n_way=5, steps=1, order="first", in_shape=(1, 28, 28))
+    assert "steps >= 2" in caplog.text
+
+
 def test_second_order_maml_learns(synthetic):
     torch.manual_seed(0)
     maml = MAML(create_model("conv4", in_channels=1, hidden=16), n_way=5, steps=2, inner_lr=0.4, lr=0.003,
