@@ -189,6 +189,7 @@ class TuneConfig:
     max_failures: int = 0  # retries of a failed trial (from its last checkpoint)
     address: str | None = None  # a Ray cluster (ray start --head ...) to join; null: a local Ray
     metric: str = "accuracy"  # final figure the results are ranked by: accuracy (test), val_accuracy
+    retime_latency: bool = True  # time every trial's network again after the trials, one at a time (nas.tuning.retime)
 
 
 @dataclass

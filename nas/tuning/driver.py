@@ -116,6 +116,9 @@ def _fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool, quiet: bool) ->
                   for r in grid if r.error is not None}
     finally:
         ray.shutdown()
+    if tc.retime_latency:
+        from .retime import retime_trials
+        retime_trials(exp)
     report = write_results(exp, cfg, parsed, errors, seconds)
     print(report["table_md"], flush=True)
     print(f"results: {exp / 'results.md'}", flush=True)

@@ -87,6 +87,10 @@ def test_trials_are_plain_runs_and_a_killed_driver_resumes(drivers, tmp_path):
     reference = json.loads((plain / "summary.json").read_text())
     assert json.loads((run / "summary.json").read_text())["accuracy"] == reference["accuracy"]  # same run
     assert trials[1]["accuracy"] == reference["accuracy"] and trials[1]["latency_ms"] > 0
+    retimed = json.loads((exp / "latency_retimed.json").read_text())  # timed again, one trial at a time
+    assert sorted(retimed) == sorted(t["trial"] for t in trials.values())
+    assert trials[1]["latency_ms"] == retimed[trials[1]["trial"]]["median_ms"] != trials[1]["latency_in_trial_ms"]
+    assert "one trial at a time" in trials[1]["latency_source"]
     assert (exp / "results.md").is_file() and (exp / "pareto.png").stat().st_size > 0
 
     killed = tmp_path / "killed"
@@ -187,6 +191,14 @@ def test_results_table_pareto_front_and_export_pick(tmp_path, monkeypatch):
     assert report["pareto"] == ["b", "c"]  # fastest first
     assert report["trials"][0]["val_accuracy"] == pytest.approx(0.7)
     assert "| c | 99 | finished | 80.00 ± 1.00 |" in (exp / "results.md").read_text()
+    # latencies timed again after the trials replace the in-trial ones: a alone at 0.5 ms joins the front
+    (exp / "latency_retimed.json").write_text(json.dumps({"a": {"median_ms": 0.5, "batch": 1, "device": "cpu"}}))
+    again = write_results(exp, cfg, check_space(cfg), {}, 1.0)
+    assert again["pareto"] == ["a", "b", "c"]
+    a = next(t for t in again["trials"] if t["trial"] == "a")
+    assert a["latency_in_trial_ms"] == 2.0 and "one trial at a time" in a["latency_source"]
+    (exp / "latency_retimed.json").unlink()
+    write_results(exp, cfg, check_space(cfg), {}, 1.0)
 
     from nas.export.job import from_experiment
     (exp / "tune").mkdir()
