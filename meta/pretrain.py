@@ -86,16 +86,30 @@ class ImageBatches:
         return (x.float().div_(255.0) - self.mean) / self.std, y
 
 
+class CosineLinear(nn.Linear):
+    """Cosine classifier: logits are cosines between the feature and each class's weight row (no bias), the
+    input margin-based losses such as LDAM expect.  A subclass of ``nn.Linear`` so cRT and τ-norm take it
+    (τ-norm with τ = 1 predicts as it does: the feature's norm is common to every class)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(nn.functional.normalize(x, dim=1), nn.functional.normalize(self.weight, dim=1))
+
+
 class Pretrainer:
-    """SGD with momentum and a cosine schedule over ``steps`` on backbone + linear classifier."""
+    """SGD with momentum and a cosine schedule over ``steps`` on backbone + classifier: linear, or cosine for a
+    loss that asks for cosine logits (``loss.cosine_logits``, LDAM)."""
 
     def __init__(self, backbone: nn.Module, num_classes: int, feature_dim: int, steps: int, *, lr: float = 0.1,
                  momentum: float = 0.9, weight_decay: float = 5e-4, loss: str = "cross_entropy",
                  loss_options: dict | None = None, class_counts: torch.Tensor | None = None) -> None:
         self.backbone, self.steps, self.t = backbone, steps, 0
         device = next(backbone.parameters()).device
-        self.classifier = nn.Linear(feature_dim, num_classes).to(device)
         self.loss = create_loss(loss, class_counts=class_counts, **(loss_options or {}))
+        head = CosineLinear if getattr(self.loss, "cosine_logits", False) else nn.Linear
+        self.classifier = head(feature_dim, num_classes).to(device)
         params = [*backbone.parameters(), *self.classifier.parameters()]
         self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -1,5 +1,6 @@
 """Many-way pretraining: batches hold the images of their labels (rotations included), and it learns."""
 
+import pytest
 import torch
 
 from meta.data import load_dataset
@@ -27,12 +28,20 @@ def test_batches_hold_the_images_of_their_labels_with_rotations():
     assert torch.equal(batches.batch(3)[0], x) and not torch.equal(batches.batch(4)[0], x)
 
 
-def test_pretraining_learns_the_training_classes():
+@pytest.mark.parametrize("loss", ["cross_entropy", "ldam"])
+def test_pretraining_learns_the_training_classes(loss):
+    """LDAM gets a cosine classifier (its margins and scale are for cosines in [-1, 1])."""
+    from meta.pretrain import CosineLinear
     ds = load_dataset("synthetic", train_classes=10, val_classes=5, test_classes=5, images_per_class=20)
     torch.manual_seed(0)
     backbone = create_model("conv4", in_channels=1, hidden=16)
     batches = ImageBatches(ds, "train", batch_size=32, seed=0)
-    trainer = Pretrainer(backbone, batches.num_classes, feature_dim(backbone, (1, 28, 28)), steps=120, lr=0.05)
+    trainer = Pretrainer(backbone, batches.num_classes, feature_dim(backbone, (1, 28, 28)), steps=120, lr=0.05,
+                         loss=loss, class_counts=batches.class_counts() if loss == "ldam" else None)
+    assert isinstance(trainer.classifier, CosineLinear) == (loss == "ldam")
+    if loss == "ldam":
+        logits = trainer.classifier(torch.randn(5, trainer.classifier.in_features) * 100)
+        assert logits.abs().max() <= 1 + 1e-6
     accs = [trainer.step(*batches.batch(i))["accuracy"] for i in range(120)]
     assert sum(accs[-20:]) / 20 > 0.6  # chance: 0.1
 
