@@ -32,6 +32,8 @@ import statistics
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 from fsnas_runs import ensure_eval, ensure_run
 
 WAYS = (5, 20)
@@ -74,7 +76,8 @@ def main() -> None:
     def choose_inner_steps(job: tuple, summary: dict) -> tuple[int, dict, dict]:
         """Test-time inner steps by validation accuracy (ties: fewer steps), then the test episodes with them."""
         run, way = Path(summary["run"]), job[1]
-        choices = sorted(set(args.inner_steps) | {train_inner_steps[job[0]]})
+        trained_steps = yaml.safe_load((run / "config.yaml").read_text())["train"]["options"]["steps"]
+        choices = sorted(set(args.inner_steps) | {int(trained_steps)})
         task = [f"eval.tasks=[{{n_way: {way}, k_shot: 1, n_query: 15}}]"]
         val = {n: ensure_eval(run.parent / f"{run.name}-val-steps{n}", run, "eval.split=val",
                               f"eval.episodes={args.val_episodes}", f"eval.inner_steps={n}", *task,
@@ -85,7 +88,6 @@ def main() -> None:
         return best, test, val
 
     maml = [f"train.steps={args.maml_steps}", "train.checkpoint_every=50"]
-    train_inner_steps = {"maml": 1, "anil": 1, "fomaml": args.fomaml_inner_steps}  # maml's: the config's
     mtl = [f"train.steps={args.mtl_steps}", "pretrain.steps=0"]
     jobs = {
         "protonet": lambda w, s: episodic("protonet", "configs/omniglot_protonet.yaml", w,

@@ -4,7 +4,7 @@ predictor built on a table (plain sum or calibrated), and its validation against
 from .fingerprint import device_fingerprint
 from .measure import LatencyStats, measure_latency
 from .table import LatencyPredictor, LatencyTable, LatencyTableError, build_table
-from .validate import measure_network, validate_table
+from .validate import measure_like_table, measure_network, validate_table
 
 __all__ = ["LatencyPredictor", "LatencyStats", "LatencyTable", "LatencyTableError", "build_table",
-           "device_fingerprint", "measure_latency", "measure_network", "validate_table"]
+           "device_fingerprint", "measure_latency", "measure_like_table", "measure_network", "validate_table"]

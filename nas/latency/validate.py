@@ -17,7 +17,7 @@ from search_spaces import build_network
 
 from ..search.ranking import kendall_tau, spearman_rho
 from .fingerprint import DTYPES
-from .measure import LatencyStats, measure_latency
+from .measure import LatencyStats, cpu_threads, measure_latency
 from .table import LatencyPredictor, LatencyTable
 
 
@@ -26,6 +26,16 @@ def measure_network(genotype, image_shape: Sequence[int], device: torch.device |
     """End-to-end latency of the stand-alone network of ``genotype``, timed as table entries are."""
     net = build_network(genotype, in_channels=image_shape[0]).to(device, DTYPES[dtype])
     return measure_latency(net, (batch, *image_shape), device, warmup, repeats, DTYPES[dtype], channels_last)
+
+
+def measure_like_table(table: LatencyTable, genotype, image_shape: Sequence[int],
+                       device: torch.device | str) -> LatencyStats:
+    """The stand-alone network of ``genotype`` timed as ``table``'s entries were: its dtype, batch, memory
+    format, warmup, repeats and (on CPU) threads."""
+    fp, device = table.fingerprint, torch.device(device)
+    with cpu_threads(fp.get("threads") if device.type == "cpu" else None):
+        return measure_network(genotype, image_shape, device, fp["dtype"], fp["batch"], table.measure["warmup"],
+                               table.measure["repeats"], fp.get("channels_last", False))
 
 
 def accuracy_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict:

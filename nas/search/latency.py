@@ -15,8 +15,7 @@ from torch import nn
 
 from ..config import LatencyConfig
 from ..latency import LatencyPredictor, LatencyTable
-from ..latency.measure import cpu_threads
-from ..latency.validate import measure_network
+from ..latency.validate import measure_like_table
 
 FORMS = ("multiplicative", "additive")
 
@@ -67,10 +66,7 @@ def latency_report(lc: LatencyConfig, predictor: LatencyPredictor, genotype, ima
                    device: torch.device) -> dict:
     """Predicted and (timed as the table was) measured latency of ``genotype`` against the target."""
     fp = predictor.table.fingerprint
-    with cpu_threads(fp.get("threads") if device.type == "cpu" else None):
-        measured = measure_network(genotype, image_shape, device, fp["dtype"], fp["batch"],
-                                   predictor.table.measure["warmup"], predictor.table.measure["repeats"],
-                                   fp.get("channels_last", False))
+    measured = measure_like_table(predictor.table, genotype, image_shape, device)
     report = {"table": str(Path(lc.table).resolve()), "predictor": predictor.table.predictor["kind"],
               "target_ms": lc.target_ms, "predicted_ms": predictor.predict(genotype),
               "measured_ms": measured.median_ms, "measured": measured.to_dict(),

@@ -15,43 +15,52 @@ from pathlib import Path
 
 import torch
 
-from ..latency import LatencyTable, LatencyTableError, measure_network
+from ..latency import LatencyTable, LatencyTableError, measure_like_table
 from ..latency.measure import cpu_threads
 from ..runs import RunDir, atomic_write_bytes
-from .trial import TRIAL_FILE
+from .trial import TRIAL_FILE, batch1_latency
 
 RETIMED_FILE = "latency_retimed.json"
 log = logging.getLogger(__name__)
 
 
-def _timing_settings(summary: dict) -> dict | None:
-    """How the trial timed its network (device, batch, dtype, threads, warmup, repeats, channels-last), where
-    this machine can time it the same way; None otherwise."""
+def _usable(device: torch.device) -> bool:
+    return device.type != "cuda" or torch.cuda.is_available()
+
+
+def _table_here(path: str) -> LatencyTable | None:
+    """The search's latency table, if this machine is the one it was measured on."""
+    try:
+        table = LatencyTable.load(path)
+        device = torch.device(table.fingerprint["device_type"])
+        if not _usable(device):
+            return None
+        table.check_device(device, threads=table.fingerprint.get("threads"))
+        return table
+    except (OSError, LatencyTableError, ValueError, KeyError):
+        return None
+
+
+def retime(summary: dict, genotype) -> dict | None:
+    """The trial's network timed again as the trial timed it; None where that cannot be done here."""
+    shape = summary["input"]["shape"]
     report = summary.get("latency") or summary.get("search", {}).get("latency")
     if report:
-        try:
-            table = LatencyTable.load(report["table"])
-        except (OSError, LatencyTableError, ValueError, KeyError):
+        table = _table_here(report["table"])
+        if table is None:
             return None
         fp = table.fingerprint
-        device = torch.device(fp["device_type"])
-        if device.type == "cuda" and not torch.cuda.is_available():
-            return None
-        try:
-            table.check_device(device, threads=fp.get("threads"))
-        except LatencyTableError:
-            return None
-        return {"device": device, "batch": fp["batch"], "dtype": fp["dtype"], "threads": fp.get("threads"),
-                "warmup": table.measure["warmup"], "repeats": table.measure["repeats"],
-                "channels_last": fp.get("channels_last", False), "label": fp["device"]}
+        stats = measure_like_table(table, genotype, shape, fp["device_type"])
+        return {"median_ms": stats.median_ms, "batch": fp["batch"], "device": fp["device"],
+                "threads": fp.get("threads"), "measured": stats.to_dict()}
     timed = summary.get("tune_latency")
-    if timed:
-        device = torch.device(timed["device"])
-        if device.type == "cuda" and not torch.cuda.is_available():
-            return None
-        return {"device": device, "batch": 1, "dtype": "float32", "threads": timed.get("threads"), "warmup": 10,
-                "repeats": 50, "channels_last": True, "label": str(device)}
-    return None
+    if not timed or not _usable(torch.device(timed["device"])):
+        return None
+    device = torch.device(timed["device"])
+    with cpu_threads(timed.get("threads") if device.type == "cpu" else None):
+        stats = batch1_latency(genotype, shape, device)
+    return {"median_ms": stats.median_ms, "batch": 1, "device": str(device), "threads": timed.get("threads"),
+            "measured": stats.to_dict()}
 
 
 def retime_trials(exp: Path) -> dict[str, dict]:
@@ -65,17 +74,11 @@ def retime_trials(exp: Path) -> dict[str, dict]:
         if trial_id in done or not run.summary_path.is_file() or not (run.path / "genotype.yaml").is_file():
             continue
         summary = run.read_summary()
-        settings = _timing_settings(summary)
-        if settings is None or "input" not in summary:
+        timing = retime(summary, load_genotype(run.path / "genotype.yaml")) if "input" in summary else None
+        if timing is None:
             log.warning("trial %s: its latency cannot be timed the same way here; its in-trial figure is kept",
                         trial_id)
             continue
-        device = settings["device"]
-        with cpu_threads(settings["threads"] if device.type == "cpu" else None):
-            stats = measure_network(load_genotype(run.path / "genotype.yaml"), summary["input"]["shape"], device,
-                                    settings["dtype"], settings["batch"], settings["warmup"], settings["repeats"],
-                                    settings["channels_last"])
-        done[trial_id] = {"median_ms": stats.median_ms, "batch": settings["batch"], "device": settings["label"],
-                          "threads": settings["threads"], "measured": stats.to_dict()}
+        done[trial_id] = timing
         atomic_write_bytes(path, json.dumps(done, indent=2).encode())  # a kill loses one timing at most
     return done

@@ -102,11 +102,14 @@ def run_trial(config: dict, spec: dict) -> None:
     tune.report(final_metrics(summary, last["val"]))
 
 
-def measured_latency(run: RunDir, ds, device: torch.device) -> dict:
-    """End-to-end batch-1 latency of the run's backbone (channels-last, as fsnas runs it; timing does not
+def batch1_latency(genotype, image_shape, device: torch.device):
+    """End-to-end batch-1 latency of ``genotype``'s network (channels-last, as fsnas runs it; timing does not
     depend on the weights, so a fresh copy is timed)."""
-    from search_spaces import build_network, load_genotype
-    from ..latency.measure import measure_latency
-    net = build_network(load_genotype(run.path / "genotype.yaml"), ds.image_shape[0]).to(device)
-    stats = measure_latency(net, (1, *ds.image_shape), device, warmup=10, repeats=50, channels_last=True)
+    from ..latency import measure_network
+    return measure_network(genotype, image_shape, device, "float32", 1, warmup=10, repeats=50, channels_last=True)
+
+
+def measured_latency(run: RunDir, ds, device: torch.device) -> dict:
+    from search_spaces import load_genotype
+    stats = batch1_latency(load_genotype(run.path / "genotype.yaml"), ds.image_shape, device)
     return {"median_ms": stats.median_ms, "device": str(device), "threads": torch.get_num_threads()}
