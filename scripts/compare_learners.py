@@ -106,17 +106,30 @@ def main() -> None:
                                           seed=s),
     }
     mtl_on = "mtl" in args.methods
-    with ThreadPoolExecutor(args.jobs) as pool:  # pretraining first: finetune and MTL start from it
-        list(pool.map(pretrain, args.seeds if mtl_on else [seed0] if "finetune" in args.methods else []))
-        todo = [(m, w, seed0) for m in args.methods if m in jobs for w in WAYS]
-        if mtl_on:
-            todo += [(m, 5, s) for m in ("mtl", "mtl-noht") for s in args.seeds if (m, 5, s) not in todo]
-        results = dict(zip(todo, pool.map(lambda job: jobs[job[0]](job[1], job[2]), todo)))
-        maml_family = [job for job in todo if job[0] in MAML_FAMILY]
-        chosen = dict(zip(maml_family, pool.map(lambda job: choose_inner_steps(job, results[job]), maml_family)))
-    for job, (steps, test, val) in chosen.items():
-        results[job] = {**test, "as_configured": results[job]["results"][0], "inner_steps_val": val,
-                        "inner_steps": steps, "train": results[job]["train"]}
+    pretrain_seeds = args.seeds if mtl_on else [seed0] if "finetune" in args.methods else []
+    todo = [(m, w, seed0) for m in args.methods if m in jobs for w in WAYS]
+    if mtl_on:
+        todo += [(m, 5, s) for m in ("mtl", "mtl-noht") for s in args.seeds if (m, 5, s) not in todo]
+    todo.sort(key=lambda job: job[0].startswith("mtl"))  # what needs no pretraining runs beside it
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        # Pretraining is queued first, so an MTL job waiting on it never holds back the worker it needs.
+        pretrained = {s: pool.submit(pretrain, s) for s in pretrain_seeds}
+
+        def run(job: tuple) -> dict:
+            method, way, seed = job
+            if method.startswith("mtl"):
+                pretrained[seed].result()
+            summary = jobs[method](way, seed)
+            if method not in MAML_FAMILY:
+                return summary
+            steps, test, val = choose_inner_steps(job, summary)
+            return {**test, "as_configured": summary["results"][0], "inner_steps_val": val, "inner_steps": steps,
+                    "train": summary["train"]}
+
+        results = dict(zip(todo, pool.map(run, todo)))
+        for future in pretrained.values():
+            future.result()
 
     rows = []
     if "finetune" in args.methods:
