@@ -19,9 +19,10 @@ from .trial import TRIAL_FILE, latency_of, search_score, validation_accuracy
 RESULTS_FILE = "results.json"
 
 
-def trial_rows(exp: Path, errors: dict[str, str], asha: bool) -> list[dict]:
+def trial_rows(exp: Path, errors: dict[str, str], asha: bool, use_retimed: bool = True) -> list[dict]:
     rows, seen = [], set()
-    retimed = json.loads((exp / RETIMED_FILE).read_text()) if (exp / RETIMED_FILE).is_file() else {}
+    # a re-timing left by an earlier run of the experiment is not used once the config turns re-timing off
+    retimed = json.loads((exp / RETIMED_FILE).read_text()) if use_retimed and (exp / RETIMED_FILE).is_file() else {}
     for trial_file in sorted((exp / "runs").glob(f"*/{TRIAL_FILE}")):
         run = RunDir(trial_file.parent)
         trial = json.loads(trial_file.read_text())
@@ -62,7 +63,7 @@ def trial_rows(exp: Path, errors: dict[str, str], asha: bool) -> list[dict]:
 def write_results(exp: Path, cfg: RunConfig, parsed: dict, errors: dict[str, str], seconds: float) -> dict:
     keys = list(parsed)
     metric = cfg.tune.metric
-    rows = trial_rows(exp, errors, cfg.tune.asha.enabled)
+    rows = trial_rows(exp, errors, cfg.tune.asha.enabled, cfg.tune.retime_latency)
     # best first by the metric; trials without it (stopped early, failed) after, by validation accuracy
     rows.sort(key=lambda r: (r[metric] is None, -(r[metric] or 0.0), -(r["val_accuracy"] or 0.0), r["trial"]))
     scored = [i for i, r in enumerate(rows) if r[metric] is not None and r["latency_ms"] is not None]

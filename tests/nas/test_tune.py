@@ -197,6 +197,8 @@ def test_results_table_pareto_front_and_export_pick(tmp_path, monkeypatch):
     assert again["pareto"] == ["a", "b", "c"]
     a = next(t for t in again["trials"] if t["trial"] == "a")
     assert a["latency_in_trial_ms"] == 2.0 and "one trial at a time" in a["latency_source"]
+    off = load_config(TINY, ["tune.asha.enabled=true", "tune.retime_latency=false"])  # the old file is not used
+    assert write_results(exp, off, check_space(off), {}, 1.0)["pareto"] == ["b", "c"]
     (exp / "latency_retimed.json").unlink()
     write_results(exp, cfg, check_space(cfg), {}, 1.0)
 
