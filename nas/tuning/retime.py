@@ -4,7 +4,8 @@ A trial times its network at its end while other trials still run: on this 2-cor
 sweep's trials reported 61-102 ms for networks that time 36-53 ms alone, which put the wrong trials on the
 Pareto front.  Timed here, each network has the machine to itself; the trial's own figure stays in its summary.
 A trial is re-timed only where its timing can be repeated: a search's latency on a machine its table accepts
-(same device, software, threads), a batch-1 timing on its device type.  Results go to ``latency_retimed.json``
+(same device, software, threads), a batch-1 timing on the same kind of device with the same software
+(a trial on another kind of node of a Ray cluster keeps its own figure).  Results go to ``latency_retimed.json``
 in the experiment (kept across ``--resume``)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..latency import LatencyTable, LatencyTableError, measure_like_table
+from ..latency.fingerprint import device_fingerprint, fingerprint_differences
 from ..latency.measure import cpu_threads
 from ..runs import RunDir, atomic_write_bytes
 from .trial import TRIAL_FILE, batch1_latency
@@ -41,6 +43,12 @@ def _table_here(path: str) -> LatencyTable | None:
         return None
 
 
+def _same_setup(fingerprint: dict, device: torch.device) -> bool:
+    here = device_fingerprint(device, fingerprint["dtype"], fingerprint["batch"], fingerprint.get("threads"),
+                              fingerprint.get("channels_last", False))
+    return not fingerprint_differences(fingerprint, here)
+
+
 def retime(summary: dict, genotype) -> dict | None:
     """The trial's network timed again as the trial timed it; None where that cannot be done here."""
     shape = summary["input"]["shape"]
@@ -57,6 +65,8 @@ def retime(summary: dict, genotype) -> dict | None:
     if not timed or not _usable(torch.device(timed["device"])):
         return None
     device = torch.device(timed["device"])
+    if "fingerprint" in timed and not _same_setup(timed["fingerprint"], device):
+        return None  # the trial ran on another kind of machine (a Ray cluster's node)
     with cpu_threads(timed.get("threads") if device.type == "cpu" else None):
         stats = batch1_latency(genotype, shape, device)
     return {"median_ms": stats.median_ms, "batch": 1, "device": str(device), "threads": timed.get("threads"),

@@ -111,5 +111,8 @@ def batch1_latency(genotype, image_shape, device: torch.device):
 
 def measured_latency(run: RunDir, ds, device: torch.device) -> dict:
     from search_spaces import load_genotype
+    from ..latency.fingerprint import device_fingerprint
     stats = batch1_latency(load_genotype(run.path / "genotype.yaml"), ds.image_shape, device)
-    return {"median_ms": stats.median_ms, "device": str(device), "threads": torch.get_num_threads()}
+    threads = torch.get_num_threads()
+    return {"median_ms": stats.median_ms, "device": str(device), "threads": threads,
+            "fingerprint": device_fingerprint(device, "float32", 1, threads, channels_last=True)}

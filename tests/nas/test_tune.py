@@ -222,3 +222,17 @@ def test_results_table_pareto_front_and_export_pick(tmp_path, monkeypatch):
     (exp / "runs" / "d" / "model.pt").write_bytes(b"")
     from_experiment(exp, "top:2", [])
     assert calls == ["c", "b"]
+
+
+def test_a_trial_timed_on_another_kind_of_machine_is_not_timed_again_here():
+    from nas.latency.fingerprint import device_fingerprint
+    from nas.tuning.retime import retime
+    from search_spaces.genotypes import FixedGenotype
+    genotype = FixedGenotype("conv4", {"hidden": 8})
+    here = device_fingerprint("cpu", "float32", 1, 1, channels_last=True)
+    summary = {"input": {"shape": [1, 28, 28]},
+               "tune_latency": {"median_ms": 9.0, "device": "cpu", "threads": 1, "fingerprint": here}}
+    again = retime(summary, genotype)
+    assert again["batch"] == 1 and again["threads"] == 1 and again["median_ms"] > 0
+    elsewhere = dict(summary, tune_latency=dict(summary["tune_latency"], fingerprint={**here, "device": "other CPU"}))
+    assert retime(elsewhere, genotype) is None  # a cluster node's CPU is not this one: its own figure stays
