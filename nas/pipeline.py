@@ -130,10 +130,16 @@ def input_spec(ds: FewShotDataset) -> dict:
     return {"shape": list(ds.image_shape), "mean": list(ds.mean), "std": list(ds.std), "dataset": ds.name}
 
 
+STANDARD_TEST_EPISODES = 600
+
+
 def evaluate_tasks(cfg: RunConfig, ds: FewShotDataset, learner: Learner, device: torch.device, run: RunDir,
                    progress: bool = True) -> list[dict]:
     """Every task of ``cfg.eval`` on the same seeded episodes; one metrics line and one result per task."""
     learner.bn_mode = cfg.eval.bn_mode
+    if cfg.eval.split == "test" and cfg.eval.episodes < STANDARD_TEST_EPISODES:
+        log.warning("eval.episodes=%d: the standard few-shot protocol reports at least %d test episodes; these "
+                    "figures are not comparable with published ones", cfg.eval.episodes, STANDARD_TEST_EPISODES)
     results = []
     for task in cfg.eval.tasks:
         sampler = episode_sampler(ds, cfg.eval.split, task, cfg.eval.seed)
