@@ -20,7 +20,8 @@ weights, no validation-based choice, 95% CI):
   1 hard task (``mtl-noht``: 3 ordinary tasks, the same number of tasks) for seeds ``--seeds`` at 5-way.
 
 ``--model-genotype`` trains a searched cell instead of Conv-4 (rows named after it).  Run folders under
-``--out``; a killed script, run again, resumes and skips.  Results: ``--out``/learners.json and learners.md.
+``--out``; a killed script, run again, resumes and skips.  Runs start in the order of ``--methods`` (cheap
+ones first finish more rows before a stop).  Results: ``--out``/learners.json and learners.md.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def main() -> None:
     todo = [(m, w, seed0) for m in args.methods if m in jobs for w in WAYS]
     if mtl_on:
         todo += [(m, 5, s) for m in ("mtl", "mtl-noht") for s in args.seeds if (m, 5, s) not in todo]
-    todo.sort(key=lambda job: job[0].startswith("mtl"))  # what needs no pretraining runs beside it
+    if not all((out / f"pretrain-seed{s}" / "summary.json").is_file() for s in pretrain_seeds):
+        todo.sort(key=lambda job: job[0].startswith("mtl"))  # what needs no pretraining runs beside it
 
     with ThreadPoolExecutor(args.jobs) as pool:
         # Pretraining is queued first, so an MTL job waiting on it never holds back the worker it needs.
