@@ -84,6 +84,9 @@ def main() -> None:
                               f"eval.episodes={args.val_episodes}", f"eval.inner_steps={n}", *task,
                               threads=threads)["accuracy"] for n in choices}
         best = max(choices, key=lambda n: (val[n], -n))
+        own = summary["results"][0]
+        if own.get("inner_steps") == best and own["episodes"] == args.eval_episodes:
+            return best, summary, val  # the run's own test used these steps on the same seeded episodes
         test = ensure_eval(run.parent / f"{run.name}-test-steps{best}", run, f"eval.episodes={args.eval_episodes}",
                            f"eval.inner_steps={best}", *task, threads=threads)
         return best, test, val
