@@ -55,3 +55,11 @@ def fingerprint_differences(table: dict, here: dict) -> list[str]:
     """'field: table value != here value' for every field that differs."""
     keys = sorted(set(table) | set(here))
     return [f"{k}: {table.get(k)!r} != {here.get(k)!r}" for k in keys if table.get(k) != here.get(k)]
+
+
+def differences_here(fingerprint: dict, device: torch.device | str, threads: int | None = None) -> list[str]:
+    """How this machine, timing on ``device`` with ``fingerprint``'s dtype, batch and memory format, differs
+    from the setup ``fingerprint`` records (empty: the same)."""
+    here = device_fingerprint(device, fingerprint["dtype"], fingerprint["batch"], threads,
+                              fingerprint.get("channels_last", False))
+    return fingerprint_differences(fingerprint, here)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from search_spaces import create_supernet
 
 from ..errors import UserError
-from .fingerprint import DTYPES, device_fingerprint, fingerprint_differences
+from .fingerprint import DTYPES, device_fingerprint, differences_here
 from .measure import cpu_threads, measure_latency
 
 FORMAT = 1
@@ -70,9 +70,7 @@ class LatencyTable:
 
     def check_device(self, device: torch.device | str, threads: int | None = None, force: bool = False) -> None:
         """Refuse a table measured elsewhere (device, software, dtype, batch, threads) unless forced."""
-        fp = self.fingerprint
-        here = device_fingerprint(device, fp["dtype"], fp["batch"], threads, fp.get("channels_last", False))
-        diff = fingerprint_differences(fp, here)
+        diff = differences_here(self.fingerprint, device, threads)
         if diff and not force:
             raise LatencyTableError("the latency table was measured on another setup (" + "; ".join(diff) +
                                     "); build a table here with fsnas latency build, or pass --force to use it anyway")

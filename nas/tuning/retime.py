@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..latency import LatencyTable, LatencyTableError, measure_like_table
-from ..latency.fingerprint import device_fingerprint, fingerprint_differences
+from ..latency.fingerprint import differences_here
 from ..latency.measure import cpu_threads
 from ..runs import RunDir, atomic_write_bytes
 from .trial import TRIAL_FILE, batch1_latency
@@ -43,12 +43,6 @@ def _table_here(path: str) -> LatencyTable | None:
         return None
 
 
-def _same_setup(fingerprint: dict, device: torch.device) -> bool:
-    here = device_fingerprint(device, fingerprint["dtype"], fingerprint["batch"], fingerprint.get("threads"),
-                              fingerprint.get("channels_last", False))
-    return not fingerprint_differences(fingerprint, here)
-
-
 def retime(summary: dict, genotype) -> dict | None:
     """The trial's network timed again as the trial timed it; None where that cannot be done here."""
     shape = summary["input"]["shape"]
@@ -65,7 +59,7 @@ def retime(summary: dict, genotype) -> dict | None:
     if not timed or not _usable(torch.device(timed["device"])):
         return None
     device = torch.device(timed["device"])
-    if "fingerprint" in timed and not _same_setup(timed["fingerprint"], device):
+    if "fingerprint" in timed and differences_here(timed["fingerprint"], device, timed.get("threads")):
         return None  # the trial ran on another kind of machine (a Ray cluster's node)
     with cpu_threads(timed.get("threads") if device.type == "cpu" else None):
         stats = batch1_latency(genotype, shape, device)
