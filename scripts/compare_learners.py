@@ -19,7 +19,7 @@ weights, no validation-based choice, 95% CI):
 - ``mtl``: the pretrained backbone of ``pretrain-seed<s>`` frozen, ``--mtl-steps`` outer steps of 2 tasks +
   1 hard task (``mtl-noht``: 3 ordinary tasks, the same number of tasks) for seeds ``--seeds`` at 5-way.
 
-``--model-genotype`` trains a searched cell instead of Conv-4 (rows named after it).  Run folders under
+``--model-genotype`` trains a searched cell instead of Conv-4; ``--ways 20`` runs only the 20-way rows.  Run folders under
 ``--out``; a killed script, run again, resumes and skips.  Runs start in the order of ``--methods`` (cheap
 ones first finish more rows before a stop).  Results: ``--out``/learners.json and learners.md.
 """
@@ -55,20 +55,22 @@ def main() -> None:
     p.add_argument("--val-episodes", type=int, default=200)
     p.add_argument("--fomaml-inner-steps", type=int, default=5, help="FOMAML's inner steps while meta-training")
     p.add_argument("--methods", nargs="+", default=["finetune", "protonet", "maml", "fomaml", "anil", "mtl"])
+    p.add_argument("--ways", nargs="+", type=int, default=list(WAYS),
+                   help="the N of the N-way 1-shot rows (a subset finishes part of a table)")
     p.add_argument("--model-genotype", type=Path, help="a searched genotype instead of Conv-4")
     p.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each when > 1")
     args = p.parse_args()
     out, threads = args.out.resolve(), (1 if args.jobs > 1 else None)
     model = [f"model.genotype={args.model_genotype.resolve()}"] if args.model_genotype else []
-    seed0 = args.seeds[0]
+    seed0, ways = args.seeds[0], tuple(args.ways)
 
-    def evals(*ways: int) -> list[str]:
-        tasks = ", ".join(f"{{n_way: {w}, k_shot: 1, n_query: 15}}" for w in ways)
+    def evals(*task_ways: int) -> list[str]:
+        tasks = ", ".join(f"{{n_way: {w}, k_shot: 1, n_query: 15}}" for w in task_ways)
         return [f"eval.episodes={args.eval_episodes}", f"eval.tasks=[{tasks}]", "train.val_every=0"]
 
     def pretrain(seed: int) -> dict:
         return ensure_run(out / f"pretrain-seed{seed}", "retrain", "configs/omniglot_finetune.yaml", f"seed={seed}",
-                          f"pretrain.steps={args.pretrain_steps}", *evals(*WAYS), *model, threads=threads)
+                          f"pretrain.steps={args.pretrain_steps}", *evals(*ways), *model, threads=threads)
 
     def episodic(name: str, config: str, way: int, *overrides: str, seed: int = seed0) -> dict:
         return ensure_run(out / f"{name}-{way}way" / f"seed{seed}", "retrain", config, f"seed={seed}",
@@ -111,8 +113,8 @@ def main() -> None:
     }
     mtl_on = "mtl" in args.methods
     pretrain_seeds = args.seeds if mtl_on else [seed0] if "finetune" in args.methods else []
-    todo = [(m, w, seed0) for m in args.methods if m in jobs for w in WAYS]
-    if mtl_on:
+    todo = [(m, w, seed0) for m in args.methods if m in jobs for w in ways]
+    if mtl_on and 5 in ways:
         todo += [(m, 5, s) for m in ("mtl", "mtl-noht") for s in args.seeds if (m, 5, s) not in todo]
     if not all((out / f"pretrain-seed{s}" / "summary.json").is_file() for s in pretrain_seeds):
         todo.sort(key=lambda job: job[0].startswith("mtl"))  # what needs no pretraining runs beside it
@@ -141,16 +143,16 @@ def main() -> None:
         summary = pretrain(seed0)
         rows.append({"method": "finetune", "seed": seed0, "train_seconds": 0.0,
                      "pretrain_seconds": summary["pretrain"]["seconds"],
-                     **{f"{r['n_way']}way": r for r in summary["results"]}})
+                     **{f"{r['n_way']}way": r for r in summary["results"] if r["n_way"] in ways}})
     for m in args.methods:
         if m in jobs:
-            rows.append({"method": m, "seed": seed0, **{f"{w}way": results[(m, w, seed0)]["results"][0] for w in WAYS},
-                         "train_seconds": sum(results[(m, w, seed0)]["train"]["seconds"] for w in WAYS),
+            rows.append({"method": m, "seed": seed0, **{f"{w}way": results[(m, w, seed0)]["results"][0] for w in ways},
+                         "train_seconds": sum(results[(m, w, seed0)]["train"]["seconds"] for w in ways),
                          "pretrain_seconds": pretrain(seed0)["pretrain"]["seconds"] if m.startswith("mtl") else 0.0,
-                         **{f"{w}way_{k}": results[(m, w, seed0)][k] for w in WAYS
+                         **{f"{w}way_{k}": results[(m, w, seed0)][k] for w in ways
                             for k in ("inner_steps_val", "as_configured") if k in results[(m, w, seed0)]}})
     ht = []
-    if mtl_on:
+    if mtl_on and 5 in ways:
         for s in args.seeds:
             a, b = (results[(m, 5, s)] for m in ("mtl", "mtl-noht"))
             ht.append({"seed": s, "with": a["accuracy"], "with_ci95": a["ci95"], "without": b["accuracy"],
@@ -159,13 +161,14 @@ def main() -> None:
     report = {"budgets": vars(args) | {"out": str(out), "model_genotype": str(args.model_genotype)},
               "rows": rows, "hard_tasks": ht}
     (out / "learners.json").write_text(json.dumps(report, indent=2, default=str))
-    lines = ["| method | 5-way 1-shot | 20-way 1-shot | meta-training seconds (5 + 20-way) | pretraining seconds |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| method | " + " | ".join(f"{w}-way 1-shot" for w in ways) +
+             f" | meta-training seconds ({' + '.join(f'{w}-way' for w in ways)}) | pretraining seconds |",
+             "| --- " * (len(ways) + 3) + "|"]
     for r in rows:
         cells = [f"{100 * r[f'{w}way']['accuracy']:.2f} ± {100 * r[f'{w}way']['ci95']:.2f}" +
                  (f" ({r[f'{w}way']['inner_steps']} test steps)" if r["method"] in MAML_FAMILY else "")
-                 for w in WAYS]
-        lines.append(f"| {r['method']} | {cells[0]} | {cells[1]} | {r['train_seconds']:.0f} | "
+                 for w in ways]
+        lines.append(f"| {r['method']} | {' | '.join(cells)} | {r['train_seconds']:.0f} | "
                      f"{r['pretrain_seconds']:.0f} |")
     if ht:
         lines += ["", "| seed | MTL with hard tasks | without | difference |", "| --- | --- | --- | --- |"]
