@@ -58,10 +58,13 @@ def main() -> None:
     p.add_argument("--ways", nargs="+", type=int, default=list(WAYS),
                    help="the N of the N-way 1-shot rows (a subset finishes part of a table)")
     p.add_argument("--model-genotype", type=Path, help="a searched genotype instead of Conv-4")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every run, e.g. train.options.inner_lr=1.2")
     p.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each when > 1")
     args = p.parse_args()
     out, threads = args.out.resolve(), (1 if args.jobs > 1 else None)
     model = [f"model.genotype={args.model_genotype.resolve()}"] if args.model_genotype else []
+    model += args.set
     seed0, ways = args.seeds[0], tuple(args.ways)
 
     def evals(*task_ways: int) -> list[str]:
