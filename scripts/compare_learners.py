@@ -63,8 +63,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each when > 1")
     args = p.parse_args()
     out, threads = args.out.resolve(), (1 if args.jobs > 1 else None)
-    model = [f"model.genotype={args.model_genotype.resolve()}"] if args.model_genotype else []
-    model += args.set
+    common = ([f"model.genotype={args.model_genotype.resolve()}"] if args.model_genotype else []) + args.set
     seed0, ways = args.seeds[0], tuple(args.ways)
 
     def evals(*task_ways: int) -> list[str]:
@@ -73,11 +72,11 @@ def main() -> None:
 
     def pretrain(seed: int) -> dict:
         return ensure_run(out / f"pretrain-seed{seed}", "retrain", "configs/omniglot_finetune.yaml", f"seed={seed}",
-                          f"pretrain.steps={args.pretrain_steps}", *evals(*ways), *model, threads=threads)
+                          f"pretrain.steps={args.pretrain_steps}", *evals(*WAYS), *common, threads=threads)
 
     def episodic(name: str, config: str, way: int, *overrides: str, seed: int = seed0) -> dict:
         return ensure_run(out / f"{name}-{way}way" / f"seed{seed}", "retrain", config, f"seed={seed}",
-                          f"train.episode.n_way={way}", *evals(way), *model, *overrides, threads=threads)
+                          f"train.episode.n_way={way}", *evals(way), *common, *overrides, threads=threads)
 
     def choose_inner_steps(job: tuple, summary: dict) -> tuple[int, dict, dict]:
         """Test-time inner steps by validation accuracy (ties: fewer steps), then the test episodes with them."""

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from search_spaces import FixedGenotype, build_network, load_genotype
 
-for name, g in [(Path(sys.argv[1]).stem, load_genotype(sys.argv[1])), ("conv4", FixedGenotype("conv4", {"hidden": 64}))]:
+backbones = [(Path(sys.argv[1]).stem, load_genotype(sys.argv[1])), ("conv4", FixedGenotype("conv4", {"hidden": 64}))]
+for name, g in backbones:
     torch.manual_seed(0)
     net = build_network(g, 1).train()
     x = torch.randn(20, 1, 28, 28)
