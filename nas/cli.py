@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .config import load_config
+from .checks import load_config
 from .errors import ConfigError, UserError
 from .runs import RunDir
 
@@ -68,9 +68,9 @@ def _open_job(args: argparse.Namespace, train: bool, test: bool, search: str):
         source = config
     cfg = load_config(source, overrides if not args.resume else [])
     searching = search == "always" or (search == "if_enabled" and cfg.search.enabled)
-    ds, device = _prepare(cfg, source, train=train, test=test, search=searching)
+    job = _prepare(cfg, source, train=train, test=test, search=searching)
     run = RunDir.open(args.resume) if args.resume else RunDir.create(cfg, args.out)
-    return cfg, run, ds, device, searching
+    return cfg, run, job
 
 
 def _arch_genotype(arch: str) -> str:
@@ -91,19 +91,19 @@ def _retrain_job(args: argparse.Namespace, evaluate_after: bool) -> dict:
         if args.resume:
             raise UserError("--arch sets the architecture of a new run; give no --arch with --resume")
         args.overrides = [*args.overrides, f"model.genotype={_arch_genotype(args.arch)}"]
-    cfg, run, ds, device, searching = _open_job(args, train=True, test=evaluate_after,
-                                                search="if_enabled" if args.command == "run" else "never")
+    cfg, run, job = _open_job(args, train=True, test=evaluate_after,
+                              search="if_enabled" if args.command == "run" else "never")
     from .jobs import retrain_job
-    return retrain_job(cfg, run, ds, device, args.command, searching, evaluate_after, progress=not args.quiet)
+    return retrain_job(cfg, run, job, args.command, evaluate_after, progress=not args.quiet)
 
 
 @command("search", "train a weight-sharing supernet on episodes and choose an architecture (genotype.yaml)",
          _config_args)
 def cmd_search(args: argparse.Namespace) -> int:
     from .jobs import search_job
-    from .search.loop import GENOTYPE_FILE
-    cfg, run, ds, device, _ = _open_job(args, train=False, test=False, search="always")
-    found = search_job(cfg, run, ds, device, progress=not args.quiet)
+    from .runs import GENOTYPE_FILE
+    cfg, run, job = _open_job(args, train=False, test=False, search="always")
+    found = search_job(cfg, run, job, progress=not args.quiet)
     print(f"{cfg.search.sampler} search: validation accuracy {100 * found['score']:.2f}% "
           f"({found['params']:,} parameters)")
     print(f"genotype: {run.path / GENOTYPE_FILE}")
@@ -203,9 +203,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = load_config(trained.config_path, args.overrides)
     cfg.out_dir = str(trained.path)
     cfg.name = "eval"
-    ds, device = _prepare(cfg, trained.config_path, train=False, test=True)
+    job = _prepare(cfg, trained.config_path, train=False, test=True)
     run = RunDir.create(cfg, args.out)
-    summary = evaluate_run(cfg, trained.path, run, ds, device, progress=not args.quiet)
+    summary = evaluate_run(cfg, trained.path, run, job.ds, job.device, progress=not args.quiet)
     _print_results(summary)
     return 0
 

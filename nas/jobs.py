@@ -4,33 +4,28 @@ would."""
 
 from __future__ import annotations
 
-import torch
-
-from meta.data import FewShotDataset
-
 from .config import RunConfig
-from .runs import RunDir
+from .pipeline import Prepared, input_spec, retrain
+from .runs import GENOTYPE_FILE, RunDir
+from .search.loop import run_search
 
 
-def search_job(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, progress: bool = True) -> dict:
-    from .pipeline import input_spec
-    from .search.loop import run_search
-    found = run_search(cfg, run, ds, device, progress=progress)
-    summary = {"command": "search", "run": str(run.path), **found, "input": input_spec(ds)}
+def search_job(cfg: RunConfig, run: RunDir, job: Prepared, progress: bool = True) -> dict:
+    found = run_search(cfg, run, job.ds, job.device, job.search, progress=progress)
+    summary = {"command": "search", "run": str(run.path), **found, "input": input_spec(job.ds)}
     run.write_summary(summary)
     return summary
 
 
-def retrain_job(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, command: str,
-                searching: bool, evaluate_after: bool = True, progress: bool = True) -> dict:
-    """Meta-train (after a search when ``searching``: ``fsnas run`` with search.enabled) and evaluate."""
-    from .pipeline import retrain
+def retrain_job(cfg: RunConfig, run: RunDir, job: Prepared, command: str, evaluate_after: bool = True,
+                progress: bool = True) -> dict:
+    """Meta-train (after a search when ``job`` was prepared for one: ``fsnas run`` with search.enabled) and
+    evaluate."""
     found = {}
-    if searching:  # search, then retrain the architecture it found
-        from .search.loop import GENOTYPE_FILE, run_search
-        found = run_search(cfg, run, ds, device, progress=progress)
+    if job.search is not None:  # search, then retrain the architecture it found
+        found = run_search(cfg, run, job.ds, job.device, job.search, progress=progress)
         cfg.model.genotype = str(run.path / GENOTYPE_FILE)
-    summary = retrain(cfg, run, ds, device, progress=progress, evaluate_after=evaluate_after)
+    summary = retrain(cfg, run, job.ds, job.device, progress=progress, evaluate_after=evaluate_after)
     summary["command"] = command
     if found:
         summary["search"] = found

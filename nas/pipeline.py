@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,16 +19,14 @@ from meta.evaluation import evaluate
 from meta.learners import LEARNERS, Learner, create_learner
 from search_spaces import FixedGenotype, Genotype, build_network, load_genotype
 
-from .config import RunConfig, factory_params
+from .checks.options import factory_params
+from .config import RunConfig
 from .errors import ConfigError, UserError
-from .runs import RunDir
+from .runs import GENOTYPE_FILE, LEARNER_FILE, MODEL_FILE, RunDir
+from .search.setup import SearchSetup, build_search
 from .train import episode_sampler, meta_train
 
 log = logging.getLogger(__name__)
-
-MODEL_FILE = "model.pt"
-LEARNER_FILE = "learner.pt"  # what a learner predicts with besides the backbone (a MAML head, inner rates)
-GENOTYPE_FILE = "genotype.yaml"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -166,25 +165,24 @@ def headline(results: list[dict]) -> dict:
     return {**{k: first[k] for k in keys}, "results": results}
 
 
-def prepare(cfg: RunConfig, train: bool = True, test: bool = True,
-            search: bool = False) -> tuple[FewShotDataset, torch.device]:
-    """Device and dataset, with every check that needs them: call before creating a run folder."""
+@dataclass
+class Prepared:
+    """What the checks before a run folder built, handed on to the job so that nothing is built twice."""
+    ds: FewShotDataset
+    device: torch.device
+    search: SearchSetup | None = None  # when searching: supernet, latency predictor, feasibility checked
+
+
+def prepare(cfg: RunConfig, train: bool = True, test: bool = True, search: bool = False) -> Prepared:
+    """Device and dataset (and the search's set-up), with every check that needs them: call before creating a
+    run folder."""
     device = resolve_device(cfg.device)
     ds = build_dataset(cfg)
     check_against_data(cfg, ds, train=train, test=test, search=search)
     if train and cfg.model.weights is not None:
         build_model(cfg, ds)  # the weights must fit before any run folder is made
-    if search:  # the latency table must fit this device and space, and SPOS constraints must be feasible
-        from search_spaces import create_supernet
-        from .search.evolution import check_feasible
-        from .search.latency import load_predictor
-        sc = cfg.search
-        supernet = create_supernet(sc.space, ds.image_shape[0], **sc.space_options)
-        predictor = load_predictor(sc.latency, supernet, ds.image_shape, device) if sc.latency.table else None
-        if sc.sampler == "spos":
-            check_feasible(supernet, sc.max_params, ds.image_shape, min(sc.evolution.max_tries, 200), cfg.seed,
-                           sc.latency.target_ms, predictor.predict if predictor else None)
-    return ds, device
+    # searching: the latency table must fit this device and space, evolution's constraints must be feasible
+    return Prepared(ds, device, build_search(cfg, ds.image_shape, device) if search else None)
 
 
 def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, progress: bool = True,

@@ -6,6 +6,9 @@ Layout::
     RUN/metrics.jsonl      one JSON object per logged step
     RUN/checkpoints/*.pt   tensors and plain values only, loadable with weights_only=True
     RUN/summary.json       the headline figures
+    RUN/genotype.yaml      the architecture (searched, or the trained backbone as a genotype)
+    RUN/model.pt           a trained backbone's state dict
+    RUN/learner.pt         what a learner predicts with besides the backbone (a MAML head, inner rates)
 
 Every file is written to a temporary name first and renamed, so a kill at any moment leaves either the
 old or the new file, never half of one.
@@ -25,6 +28,10 @@ import yaml
 
 from .config import RunConfig, dump_config
 from .errors import UserError
+
+GENOTYPE_FILE = "genotype.yaml"
+MODEL_FILE = "model.pt"
+LEARNER_FILE = "learner.pt"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

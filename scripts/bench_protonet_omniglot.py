@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from nas.config import load_config
+from nas.checks import load_config
 from nas.pipeline import prepare, retrain
 from nas.runs import RunDir
 
@@ -28,7 +28,8 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     cfg = load_config(args.config, args.overrides)
-    ds, device = prepare(cfg)
+    prepared = prepare(cfg)
+    ds, device = prepared.ds, prepared.device
     run = RunDir.create(cfg, args.out)
     summary = retrain(cfg, run, ds, device)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,

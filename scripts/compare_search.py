@@ -30,7 +30,7 @@ from fsnas_runs import REPO, ensure_run
 
 
 def random_architectures(space_config: Path, n: int, seed: int, out: Path) -> list[Path]:
-    from nas.config import load_config
+    from nas.checks import load_config
     from search_spaces import create_supernet
     cfg = load_config(space_config)
     shape = (1, cfg.data.image_size, cfg.data.image_size)
@@ -65,17 +65,17 @@ def latency(genotype_path: Path | None, n_query: int, n_way: int) -> dict:
 
 
 def rank_check(search_run: Path, random_paths: list[Path], stand_alone: list[float], episodes: int) -> dict:
-    from nas.config import load_config
+    from nas.checks import load_config
     from nas.pipeline import prepare
     from nas.runs import RunDir
     from nas.search.evolution import score_path
     from nas.search.loop import search_samplers
     from nas.search.ranking import kendall_tau
-    from search_spaces import create_supernet, load_genotype
+    from search_spaces import load_genotype
     run = RunDir.open(search_run)
     cfg = load_config(run.config_path)
-    ds, device = prepare(cfg, train=False, test=False, search=True)
-    supernet = create_supernet(cfg.search.space, ds.image_shape[0], **cfg.search.space_options).to(device)
+    prepared = prepare(cfg, train=False, test=False, search=True)
+    ds, device, supernet = prepared.ds, prepared.device, prepared.search.supernet
     supernet.load_state_dict(run.load_checkpoint("search")["supernet"])
     train, val = search_samplers(cfg, ds)
     eps = [val.episode(i).to(device) for i in range(episodes)]

@@ -20,13 +20,13 @@ import torch
 
 from meta.evaluation import evaluate
 from meta.learners import ProtoNet
-from nas.config import load_config
+from nas.checks import load_config
 from nas.pipeline import prepare
 from nas.runs import RunDir
 from nas.search.evolution import score_path
 from nas.search.loop import search_samplers
 from nas.search.ranking import kendall_tau
-from search_spaces import build_network, create_supernet
+from search_spaces import build_network
 
 
 def main() -> None:
@@ -39,9 +39,8 @@ def main() -> None:
     args = p.parse_args()
     run = RunDir.open(args.run_dir)
     cfg = load_config(run.config_path)
-    ds, device = prepare(cfg, train=False, test=False, search=True)
-    torch.manual_seed(cfg.seed)
-    supernet = create_supernet(cfg.search.space, ds.image_shape[0], **cfg.search.space_options).to(device)
+    prepared = prepare(cfg, train=False, test=False, search=True)
+    ds, device, supernet = prepared.ds, prepared.device, prepared.search.supernet
     supernet.load_state_dict(run.load_checkpoint("search")["supernet"])
     train, val = search_samplers(cfg, ds)
     episodes = [val.episode(10**5 + i).to(device) for i in range(args.eval_episodes)]

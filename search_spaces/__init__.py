@@ -1,17 +1,20 @@
 """search_spaces: what can be searched (ops, spaces, supernets, genotypes) and fixed backbones.
-Depends on torch (and networkx/matplotlib for drawing genotypes) only."""
+Depends on torch (and networkx/matplotlib for drawing genotypes) only.
+
+Every registry lives in ``registry``; importing the package imports the modules that fill them."""
 
 from . import fixed, mbconv  # noqa: F401  (register conv4, resnet12 and the MBConv ops)
 from .blocks import BlockNetwork, BlockSupernet
-from .build import SPACES, build_network, create_supernet
+from .build import build_network, create_supernet
 from .darts import DartsNetwork, DartsSupernet
-from .genotypes import (GENOTYPES, BlockGenotype, CellGenotype, DartsGenotype, FixedGenotype, Genotype,
-                        GenotypeError, Stage, genotype_from_dict, genotype_from_json, genotype_from_yaml,
-                        load_genotype)
-from .ops import OP_SETS, OPS, create_op
-from .registry import MODELS, create_model, register_model
+from .genotypes import (BlockGenotype, CellGenotype, DartsGenotype, FixedGenotype, Genotype, GenotypeError, Stage,
+                        genotype_from_dict, genotype_from_json, genotype_from_yaml, load_genotype)
+from .ops import PARAMETER_FREE, create_op
+from .recombine import recombine
+from .registry import CROSSOVERS, GENOTYPES, GRAPHS, MODELS, NETWORKS, OP_SETS, OPS, SPACES, create_model
 
-__all__ = ["BlockGenotype", "BlockNetwork", "BlockSupernet", "CellGenotype", "DartsGenotype", "DartsNetwork",
-           "DartsSupernet", "FixedGenotype", "GENOTYPES", "Genotype", "GenotypeError", "MODELS", "OPS", "OP_SETS",
-           "SPACES", "Stage", "build_network", "create_model", "create_op", "create_supernet", "genotype_from_dict",
-           "genotype_from_json", "genotype_from_yaml", "load_genotype", "register_model"]
+__all__ = ["BlockGenotype", "BlockNetwork", "BlockSupernet", "CROSSOVERS", "CellGenotype", "DartsGenotype",
+           "DartsNetwork", "DartsSupernet", "FixedGenotype", "GENOTYPES", "GRAPHS", "Genotype", "GenotypeError",
+           "MODELS", "NETWORKS", "OPS", "OP_SETS", "PARAMETER_FREE", "SPACES", "Stage", "build_network", "create_model",
+           "create_op", "create_supernet", "genotype_from_dict", "genotype_from_json", "genotype_from_yaml",
+           "load_genotype", "recombine"]

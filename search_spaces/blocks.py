@@ -17,6 +17,7 @@ from . import mbconv  # noqa: F401  (registers the MBConv ops)
 from .genotypes import BlockGenotype, Stage
 from .latency_plan import FixedPart, LatencyPlan, OpSlot, frozen_copy, input_shapes
 from .ops import create_op
+from .registry import NETWORKS, SPACES
 from .weighting import check_weighting, op_weights
 
 DEFAULT_CHOICES = ("mbconv_k3_e3", "mbconv_k3_e6", "mbconv_k5_e3", "mbconv_k5_e6", "mbconv_k7_e3", "mbconv_k7_e6",
@@ -39,6 +40,7 @@ def _layers(stem_channels: int, stages: Sequence[tuple[int, int, int]]) -> list[
     return out
 
 
+@NETWORKS.register("blocks")
 class BlockNetwork(nn.Module):
     """The stand-alone backbone of a block genotype: [B, C, H, W] -> [B, last stage channels]."""
 
@@ -60,6 +62,7 @@ class BlockNetwork(nn.Module):
         return self.pool(x).flatten(1)
 
 
+@SPACES.register("blocks")
 class BlockSupernet(nn.Module):
     def __init__(self, in_channels: int = 3, stem_channels: int = 16,
                  stages: Sequence[Sequence[int]] = DEFAULT_STAGES, choices: Sequence[str] = DEFAULT_CHOICES,

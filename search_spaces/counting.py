@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .build import build_network
+
 
 def count_module(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[int, int]:
     macs = 0
@@ -38,5 +40,4 @@ def count_module(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[in
 
 
 def count(genotype, input_size: tuple[int, int, int]) -> tuple[int, int]:
-    from .build import build_network
     return count_module(build_network(genotype, in_channels=input_size[0]), input_size)

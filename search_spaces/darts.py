@@ -23,7 +23,8 @@ from torch import nn
 
 from .genotypes import CellGenotype, DartsGenotype, reduction_cells
 from .latency_plan import FixedPart, LatencyPlan, OpSlot, frozen_copy, input_shapes
-from .ops import OP_SETS, FactorizedReduce, ReLUConvBN, create_op
+from .ops import FactorizedReduce, ReLUConvBN, create_op
+from .registry import NETWORKS, OP_SETS, SPACES
 from .weighting import check_weighting, op_weights
 
 
@@ -140,6 +141,7 @@ class FixedCell(nn.Module):
         return torch.cat([states[c] for c in self.concat], dim=1)
 
 
+@NETWORKS.register("darts")
 class DartsNetwork(nn.Module):
     """The stand-alone backbone of a DARTS genotype: [B, C, H, W] -> [B, features] (global average pool)."""
 
@@ -163,6 +165,7 @@ class DartsNetwork(nn.Module):
         return self.pool(s1).flatten(1)
 
 
+@SPACES.register("darts")
 class DartsSupernet(nn.Module):
     def __init__(self, in_channels: int = 3, channels: int = 16, cells: int = 5, nodes: int = 4,
                  stem_multiplier: int = 3, ops: str | Sequence[str] = "darts", partial_channels: int = 1,
@@ -190,7 +193,7 @@ class DartsSupernet(nn.Module):
         n_edges = edge_offset(nodes)
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(n_edges, len(self.op_names)))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(n_edges, len(self.op_names)))
-        # weight of the DARTS- auxiliary skip (0: off); samplers decay it, and it is saved with the state
+        # weight of the DARTS- auxiliary skip (0: off); search strategies decay it, and it is saved with the state
         self.aux_skip = aux_skip
         self.register_buffer("aux_beta", torch.tensor(float(aux_skip)))
 

@@ -10,7 +10,9 @@ Three kinds, one per space family:
   build, export and retrain paths as searched architectures.
 
 Each is frozen (hashable, comparable) and checked on construction; a bad one raises ``GenotypeError``
-naming the cell, node, edge or op at fault.
+naming the cell, node, edge or op at fault.  Genotypes are data: what is built, drawn or counted from them
+lives in the free functions of ``build``, ``plotting`` and ``counting``, registered per kind (``registry``),
+which the methods below only call.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import Any, ClassVar
 
 import yaml
 
-from .ops import OPS
+from .counting import count
+from .plotting import genotype_graph, plot_genotype
+from .registry import GENOTYPES, MODELS, OPS
 
 
 class GenotypeError(ValueError):
@@ -87,20 +91,22 @@ class Genotype:
         path.write_text(self.to_json() if path.suffix == ".json" else self.to_yaml())
 
     def graph(self):
-        from .plotting import genotype_graph
         return genotype_graph(self)
 
     def plot(self, path: str | Path) -> list[Path]:
-        from .plotting import plot_genotype
         return plot_genotype(self, Path(path))
 
     def params(self, input_size: tuple[int, int, int]) -> int:
-        from .counting import count
         return count(self, input_size)[0]
 
     def macs(self, input_size: tuple[int, int, int]) -> int:
-        from .counting import count
         return count(self, input_size)[1]
+
+
+def registered(cls: type) -> type:
+    """Class decorator: the genotype class under its ``kind`` in ``GENOTYPES`` (what ``space:`` names in a file)."""
+    GENOTYPES.register(cls.kind, cls)
+    return cls
 
 
 def reduction_cells(cells: int) -> tuple[int, ...]:
@@ -108,6 +114,7 @@ def reduction_cells(cells: int) -> tuple[int, ...]:
     return tuple(sorted({cells // 3, 2 * cells // 3})) if cells >= 3 else (cells - 1,)
 
 
+@registered
 @dataclass(frozen=True)
 class DartsGenotype(Genotype):
     kind: ClassVar[str] = "darts"
@@ -149,6 +156,7 @@ class Stage:
         object.__setattr__(self, "ops", tuple(str(o) for o in self.ops))
 
 
+@registered
 @dataclass(frozen=True)
 class BlockGenotype(Genotype):
     kind: ClassVar[str] = "blocks"
@@ -176,6 +184,7 @@ class BlockGenotype(Genotype):
                 "stages": [{"channels": s.channels, "stride": s.stride, "ops": list(s.ops)} for s in self.stages]}
 
 
+@registered
 @dataclass(frozen=True)
 class FixedGenotype(Genotype):
     kind: ClassVar[str] = "fixed"
@@ -185,7 +194,6 @@ class FixedGenotype(Genotype):
     def __post_init__(self) -> None:
         opts = self.options.items() if isinstance(self.options, dict) else self.options
         object.__setattr__(self, "options", tuple(sorted((str(k), _freeze(v)) for k, v in opts)))
-        from .registry import MODELS
         if self.model not in MODELS:
             raise GenotypeError(f"unknown fixed model '{self.model}'; known: {', '.join(sorted(MODELS))}")
 
@@ -196,9 +204,6 @@ class FixedGenotype(Genotype):
 
 def _freeze(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
-
-
-GENOTYPES: dict[str, type] = {"darts": DartsGenotype, "blocks": BlockGenotype, "fixed": FixedGenotype}
 
 
 def genotype_from_dict(data: dict) -> Genotype:

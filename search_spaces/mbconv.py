@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .ops import register_op
+from .registry import OPS
 
 
 class SqueezeExcite(nn.Module):
@@ -48,9 +48,7 @@ def _mbconv(kernel: int, expansion: int, se: bool):
     return lambda c_in, c_out, stride, affine: MBConv(c_in, c_out, stride, kernel, expansion, se, affine)
 
 
-MBCONV_OPS = tuple(f"mbconv_k{k}_e{e}{'_se' if se else ''}" for se in (False, True) for k in (3, 5, 7)
-                   for e in (1, 3, 6))
 for _se in (False, True):
     for _k in (3, 5, 7):
         for _e in (1, 3, 6):
-            register_op(f"mbconv_k{_k}_e{_e}{'_se' if _se else ''}")(_mbconv(_k, _e, _se))
+            OPS.register(f"mbconv_k{_k}_e{_e}{'_se' if _se else ''}", _mbconv(_k, _e, _se))

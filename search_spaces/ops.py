@@ -12,25 +12,16 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .registry import OP_SETS, OPS
+
 OpFactory = Callable[[int, int, int, bool], nn.Module]
-OPS: dict[str, OpFactory] = {}
-
-
-def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
-    def add(factory: OpFactory) -> OpFactory:
-        if name in OPS:
-            raise KeyError(f"op '{name}' is registered twice")
-        OPS[name] = factory
-        return factory
-    return add
 
 
 def create_op(name: str, c_in: int, c_out: int, stride: int = 1, affine: bool = True) -> nn.Module:
-    if name not in OPS:
-        raise KeyError(f"unknown op '{name}'; known: {', '.join(sorted(OPS))}")
+    factory = OPS[name]  # KeyError naming the known ops
     if stride not in (1, 2):
         raise ValueError(f"op '{name}': stride must be 1 or 2, got {stride}")
-    return OPS[name](c_in, c_out, stride, affine)
+    return factory(c_in, c_out, stride, affine)
 
 
 class ReLUConvBN(nn.Sequential):
@@ -113,23 +104,21 @@ def _pool(kind: str) -> OpFactory:
     return make
 
 
-register_op("none")(lambda c_in, c_out, stride, affine: Zero(c_out, stride))
-register_op("skip_connect")(_identity)
-register_op("max_pool_3x3")(_pool("max"))
-register_op("avg_pool_3x3")(_pool("avg"))
-register_op("sep_conv_3x3")(lambda c_in, c_out, stride, affine: SepConv(c_in, c_out, 3, stride, affine))
-register_op("sep_conv_5x5")(lambda c_in, c_out, stride, affine: SepConv(c_in, c_out, 5, stride, affine))
-register_op("dil_conv_3x3")(lambda c_in, c_out, stride, affine: DilConv(c_in, c_out, 3, stride, 2, affine))
-register_op("dil_conv_5x5")(lambda c_in, c_out, stride, affine: DilConv(c_in, c_out, 5, stride, 2, affine))
-register_op("conv_3x3")(lambda c_in, c_out, stride, affine: ReLUConvBN(c_in, c_out, 3, stride, 1, affine))
-register_op("conv_1x5_5x1")(lambda c_in, c_out, stride, affine: Conv1xKx1(c_in, c_out, 5, stride, affine))
+OPS.register("none", lambda c_in, c_out, stride, affine: Zero(c_out, stride))
+OPS.register("skip_connect", _identity)
+OPS.register("max_pool_3x3", _pool("max"))
+OPS.register("avg_pool_3x3", _pool("avg"))
+OPS.register("sep_conv_3x3", lambda c_in, c_out, stride, affine: SepConv(c_in, c_out, 3, stride, affine))
+OPS.register("sep_conv_5x5", lambda c_in, c_out, stride, affine: SepConv(c_in, c_out, 5, stride, affine))
+OPS.register("dil_conv_3x3", lambda c_in, c_out, stride, affine: DilConv(c_in, c_out, 3, stride, 2, affine))
+OPS.register("dil_conv_5x5", lambda c_in, c_out, stride, affine: DilConv(c_in, c_out, 5, stride, 2, affine))
+OPS.register("conv_3x3", lambda c_in, c_out, stride, affine: ReLUConvBN(c_in, c_out, 3, stride, 1, affine))
+OPS.register("conv_1x5_5x1", lambda c_in, c_out, stride, affine: Conv1xKx1(c_in, c_out, 5, stride, affine))
 
 PARAMETER_FREE = frozenset({"none", "skip_connect", "max_pool_3x3", "avg_pool_3x3"})
 
-# The op sets a space can name in its config.
-OP_SETS: dict[str, tuple[str, ...]] = {
-    "darts": ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
-              "dil_conv_3x3", "dil_conv_5x5"),
-    "fewshot": ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "conv_1x5_5x1", "conv_3x3",
-                "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"),
-}
+# The op sets a space can name in its config (``space_options.ops``).
+OP_SETS.register("darts", ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
+                           "dil_conv_3x3", "dil_conv_5x5"))
+OP_SETS.register("fewshot", ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "conv_1x5_5x1", "conv_3x3",
+                             "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"))

@@ -2,42 +2,73 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
 
-from .genotypes import BlockGenotype, CellGenotype, DartsGenotype, FixedGenotype, Genotype
+from .registry import GRAPHS
 
 
-def cell_graph(cell: CellGenotype, prefix: str = "") -> nx.DiGraph:
+@dataclass(frozen=True)
+class Part:
+    """One drawing of a genotype: a DARTS cell, or a whole network."""
+    name: str
+    title: str
+    graph: nx.DiGraph
+
+
+def cell_graph(cell) -> nx.DiGraph:
+    """A DARTS cell: its two inputs, intermediate nodes and the concatenated output c_{k}."""
     g = nx.DiGraph()
     names = {0: "c_{k-2}", 1: "c_{k-1}", **{i + 2: str(i) for i in range(len(cell.nodes))}}
     for i, node in enumerate(cell.nodes):
         for op, src in node:
-            g.add_edge(prefix + names[src], prefix + names[i + 2], op=op)
+            g.add_edge(names[src], names[i + 2], op=op)
     for c in cell.concat:
-        g.add_edge(prefix + names[c], prefix + "c_{k}", op="concat")
+        g.add_edge(names[c], "c_{k}", op="concat")
     return g
 
 
-def genotype_graph(genotype: Genotype) -> nx.DiGraph:
-    """DARTS: both cells (nodes prefixed 'normal/' and 'reduce/'); blocks: the layer chain; fixed: one node."""
-    if isinstance(genotype, DartsGenotype):
-        return nx.compose(cell_graph(genotype.normal, "normal/"), cell_graph(genotype.reduce, "reduce/"))
+@GRAPHS.register("darts")
+def darts_parts(genotype) -> list[Part]:
+    return [Part(name, f"{name} cell", cell_graph(getattr(genotype, name))) for name in ("normal", "reduce")]
+
+
+@GRAPHS.register("blocks")
+def block_parts(genotype) -> list[Part]:
+    """The layer chain from the stem."""
     g = nx.DiGraph()
-    if isinstance(genotype, BlockGenotype):
-        prev = "stem"
-        g.add_node(prev)
-        for s, stage in enumerate(genotype.stages):
-            for l, op in enumerate(stage.ops):
-                name = f"s{s}.l{l}"
-                g.add_edge(prev, name, op=op)
-                prev = name
-        return g
-    if isinstance(genotype, FixedGenotype):
-        g.add_node(genotype.model, **dict(genotype.options))
-        return g
-    raise TypeError(f"not a genotype: {type(genotype).__name__}")
+    prev = "stem"
+    g.add_node(prev)
+    for s, stage in enumerate(genotype.stages):
+        for l, op in enumerate(stage.ops):
+            name = f"s{s}.l{l}"
+            g.add_edge(prev, name, op=op)
+            prev = name
+    return [Part("network", genotype.kind, g)]
+
+
+@GRAPHS.register("fixed")
+def fixed_parts(genotype) -> list[Part]:
+    g = nx.DiGraph()
+    g.add_node(genotype.model, **dict(genotype.options))
+    return [Part("network", genotype.kind, g)]
+
+
+def genotype_parts(genotype) -> list[Part]:
+    kind = getattr(genotype, "kind", None)
+    if kind not in GRAPHS:
+        raise TypeError(f"not a genotype: {type(genotype).__name__}")
+    return GRAPHS[kind](genotype)
+
+
+def genotype_graph(genotype) -> nx.DiGraph:
+    """One graph of the whole genotype; with several parts (DARTS cells) nodes are prefixed '<part>/'."""
+    parts = genotype_parts(genotype)
+    if len(parts) == 1:
+        return parts[0].graph
+    return nx.compose_all([nx.relabel_nodes(p.graph, lambda n, p=p: f"{p.name}/{n}") for p in parts])
 
 
 def _draw(graph: nx.DiGraph, title: str, path: Path, pos: dict) -> Path:
@@ -71,14 +102,11 @@ def _layered(graph: nx.DiGraph) -> dict:
     return pos
 
 
-def plot_genotype(genotype: Genotype, path: Path) -> list[Path]:
-    """PNGs of a genotype: ``<stem>_normal.png`` and ``<stem>_reduce.png`` for DARTS, else ``<path>``."""
+def plot_genotype(genotype, path: Path) -> list[Path]:
+    """PNGs of a genotype: ``<path>`` for a one-part genotype, ``<stem>_<part>.png`` each for several (DARTS:
+    ``_normal`` and ``_reduce``)."""
     path = Path(path).with_suffix(".png")
-    if isinstance(genotype, DartsGenotype):
-        out = []
-        for name in ("normal", "reduce"):
-            g = cell_graph(getattr(genotype, name))
-            out.append(_draw(g, f"{name} cell", path.with_name(f"{path.stem}_{name}.png"), _layered(g)))
-        return out
-    g = genotype_graph(genotype)
-    return [_draw(g, genotype.kind, path, _layered(g))]
+    parts = genotype_parts(genotype)
+    if len(parts) == 1:
+        return [_draw(parts[0].graph, parts[0].title, path, _layered(parts[0].graph))]
+    return [_draw(p.graph, p.title, path.with_name(f"{path.stem}_{p.name}.png"), _layered(p.graph)) for p in parts]

@@ -1,13 +1,17 @@
-"""Few-shot datasets held in memory as uint8 tensors, with their class splits."""
+"""Few-shot datasets held in memory as uint8 tensors, with their class splits.  A new dataset is one module
+here whose loader is decorated with ``@DATASETS.register(name)``."""
 
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
 
+from fsnas_core.plugins import import_submodules
+
 from .base import ClassSplit, DatasetError, FewShotDataset, pixel_stats
 from .registry import DATASETS
-from . import omniglot, synthetic, mini_imagenet, cifar, image_folder  # noqa: F401  (register loaders)
+
+import_submodules(__name__, __path__)  # every loader module registers itself in DATASETS
 
 COMMON_ARGS = ("root", "image_size", "split_dir", "download", "cache_dir")
 

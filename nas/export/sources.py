@@ -85,7 +85,7 @@ def _input_spec(summary: dict, cfg, ds=None) -> dict:
 
 
 def from_retrain_run(run_path: Path, overrides: list[str]) -> list[Exportable]:
-    from ..config import load_config
+    from ..checks import load_config
     from ..pipeline import GENOTYPE_FILE, MODEL_FILE
     summary, config = _read_json(run_path / "summary.json"), _load_yaml(run_path / "config.yaml")
     cfg = load_config(run_path / "config.yaml", overrides)
@@ -134,7 +134,7 @@ def _fold_learned_scale_shift(run_path: Path, net: nn.Module, shape: list[int]) 
 
 def from_search_run(run_path: Path, overrides: list[str], ranks: list[int] | None) -> list[Exportable]:
     """Candidates of a search run (``ranks``: 1-based positions in candidates.json; None: the result)."""
-    from ..config import load_config
+    from ..checks import load_config
     from ..pipeline import prepare
     from ..runs import RunDir
     from ..search.evolution import recalibrate_bn
@@ -149,7 +149,8 @@ def from_search_run(run_path: Path, overrides: list[str], ranks: list[int] | Non
     from search_spaces import genotype_from_dict
     picked = [table[r - 1] for r in (ranks or [1])]
     # the data: for BatchNorm recalibration and the input normalisation
-    ds, device = prepare(cfg, train=False, test=False, search=True)
+    prepared = prepare(cfg, train=False, test=False, search=True)
+    ds, device = prepared.ds, prepared.device
     torch.manual_seed(cfg.seed)
     supernet = create_supernet(cfg.search.space, ds.image_shape[0], **cfg.search.space_options)
     state = RunDir(run_path).load_checkpoint("search")

@@ -102,7 +102,7 @@ def _genotype(target: str):
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from ..config import load_config
+    from ..checks import load_config
     from .table import build_table
     _check_timing(args)
     out = _new_file(args.out)

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from meta.episodes import Episode, EpisodeSampler
-from search_spaces import BlockGenotype, CellGenotype, DartsGenotype, Stage
+from search_spaces import recombine
 
 from ..errors import UserError
 from .objective import episode_logits
@@ -90,32 +90,12 @@ def score_path(supernet: nn.Module, genotype, bn_batches: Sequence[torch.Tensor]
 def mutate(g, supernet: nn.Module, prob: float, gen: torch.Generator):
     """Each choice is redrawn with probability ``prob`` (a redraw is a fresh sample of the same choice)."""
     fresh = supernet.sample_path(gen)
-    if isinstance(g, DartsGenotype):
-        cells = [_mix_cell(a, b, lambda: bool(torch.rand(1, generator=gen) < prob))
-                 for a, b in ((g.normal, fresh.normal), (g.reduce, fresh.reduce))]
-        return DartsGenotype(normal=cells[0], reduce=cells[1], channels=g.channels, cells=g.cells,
-                             stem_multiplier=g.stem_multiplier)
-    return _mix_blocks(g, fresh, lambda: bool(torch.rand(1, generator=gen) < prob))
+    return recombine(g, fresh, lambda: bool(torch.rand(1, generator=gen) < prob))
 
 
 def crossover(a, b, gen: torch.Generator):
     """Per node (DARTS) or per layer (blocks), the choice of one parent or the other, with equal odds."""
-    pick = lambda: bool(torch.rand(1, generator=gen) < 0.5)  # noqa: E731
-    if isinstance(a, DartsGenotype):
-        return DartsGenotype(normal=_mix_cell(a.normal, b.normal, pick), reduce=_mix_cell(a.reduce, b.reduce, pick),
-                             channels=a.channels, cells=a.cells, stem_multiplier=a.stem_multiplier)
-    return _mix_blocks(a, b, pick)
-
-
-def _mix_cell(a: CellGenotype, b: CellGenotype, take_b: Callable[[], bool]) -> CellGenotype:
-    # whole nodes are exchanged, so each node keeps two distinct inputs
-    return CellGenotype(tuple(nb if take_b() else na for na, nb in zip(a.nodes, b.nodes)), a.concat)
-
-
-def _mix_blocks(a: BlockGenotype, b: BlockGenotype, take_b: Callable[[], bool]) -> BlockGenotype:
-    stages = tuple(Stage(sa.channels, sa.stride, tuple(ob if take_b() else oa for oa, ob in zip(sa.ops, sb.ops)))
-                   for sa, sb in zip(a.stages, b.stages))
-    return BlockGenotype(stages=stages, stem_channels=a.stem_channels)
+    return recombine(a, b, lambda: bool(torch.rand(1, generator=gen) < 0.5))
 
 
 def evolve(supernet: nn.Module, train: EpisodeSampler, val: EpisodeSampler, *, population: int = 20,

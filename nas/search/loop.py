@@ -1,8 +1,8 @@
-"""The search loop: trains a supernet with a sampler on seeded episodes, logs, checkpoints, resumes, and
-writes the chosen genotype with its candidates table and pictures.
+"""The search loop: trains the supernet of a ``SearchSetup`` with its strategy on seeded episodes, logs,
+checkpoints, resumes, and writes the chosen genotype with its candidates table and pictures.
 
 Run folder additions: ``genotype.yaml`` (the result), ``candidates.json`` (top candidates and scores),
-``alpha_history.jsonl`` and ``alpha_history.png`` (differentiable samplers), ``cells/*.png``,
+``alpha_history.jsonl`` and ``alpha_history.png`` (differentiable strategies), ``cells/*.png``,
 ``checkpoints/search.pt``.  A resumed search (SIGKILL included) ends with the same genotype on CPU.
 """
 
@@ -18,19 +18,19 @@ from tqdm import tqdm
 
 from meta.data import FewShotDataset
 from meta.episodes import EpisodeSampler
-from search_spaces import DartsGenotype, create_supernet
+from search_spaces import PARAMETER_FREE, DartsGenotype
 
 from ..config import RunConfig
 from ..errors import UserError
-from ..runs import RunDir, atomic_write_bytes
+from ..runs import GENOTYPE_FILE, RunDir, atomic_write_bytes
 from ..train import episode_sampler
-from .evolution import Candidate, check_feasible, evolve, score_path
-from .latency import LatencyObjective, latency_report, load_predictor
-from .samplers import SAMPLERS, alpha_entropy
+from .evolution import Candidate, evolve, score_path
+from .latency import latency_report
+from .setup import SearchSetup
+from .strategies import alpha_entropy
 
 log = logging.getLogger(__name__)
 
-GENOTYPE_FILE = "genotype.yaml"
 ALPHA_FILE = "alpha_history.jsonl"
 
 
@@ -39,7 +39,7 @@ def skip_share(genotype) -> float:
     if not isinstance(genotype, DartsGenotype):
         return 0.0
     ops = [op for cell in (genotype.normal, genotype.reduce) for node in cell.nodes for op, _ in node]
-    return sum(op in ("skip_connect", "max_pool_3x3", "avg_pool_3x3") for op in ops) / len(ops)
+    return sum(op in PARAMETER_FREE for op in ops) / len(ops)
 
 
 def search_samplers(cfg: RunConfig, ds: FewShotDataset) -> tuple[EpisodeSampler, EpisodeSampler]:
@@ -48,22 +48,14 @@ def search_samplers(cfg: RunConfig, ds: FewShotDataset) -> tuple[EpisodeSampler,
             episode_sampler(ds, cfg.search.val_split, ep, cfg.seed + 1))
 
 
-def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, progress: bool = True) -> dict:
-    sc = cfg.search
-    torch.manual_seed(cfg.seed)
-    supernet = create_supernet(sc.space, ds.image_shape[0], **sc.space_options).to(device)
-    extra = {"seed": cfg.seed} if sc.sampler == "spos" else {}
-    sampler = SAMPLERS[sc.sampler](supernet, steps=sc.steps, **extra, **sc.sampler_options)
+def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, setup: SearchSetup,
+               progress: bool = True) -> dict:
+    """Train ``setup``'s supernet (built by ``build_search`` for this config, before the run folder) and choose."""
+    sc, lc = cfg.search, cfg.search.latency
+    supernet, predictor = setup.supernet, setup.predictor
+    strategy = setup.strategy(cfg)
     train, val = search_samplers(cfg, ds)
-    differentiable = sc.sampler != "spos"
-    lc = sc.latency
-    predictor = load_predictor(lc, supernet, ds.image_shape, device) if lc.table else None
-    if differentiable and predictor is not None and lc.target_ms is not None:
-        sampler.latency = LatencyObjective(predictor, lc.target_ms, lc.form, lc.beta, lc.lam)
-    spos_latency = lc.target_ms if not differentiable else None
-    if not differentiable:
-        check_feasible(supernet, sc.max_params, ds.image_shape, min(sc.evolution.max_tries, 200), cfg.seed,
-                       spos_latency, predictor.predict if predictor else None)
+    differentiable, evolves = strategy.differentiable, strategy.chooses_by_evolution
 
     start = 0
     state = run.load_checkpoint("search")
@@ -78,7 +70,7 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
         log.info("evolving in the trained supernet of %s", sc.supernet)
     elif state is not None:
         supernet.load_state_dict(state["supernet"])
-        sampler.load_state_dict(state["sampler"])
+        strategy.load_state_dict(state["sampler"])  # the key predates the rename: old runs resume
         torch.set_rng_state(state["rng"])
         start = int(state["step"])
         run.truncate_metrics("search", start)
@@ -90,13 +82,13 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
     bar = tqdm(range(start, sc.steps), initial=start, total=sc.steps, desc=f"search ({sc.sampler})", unit="step",
                disable=not progress, dynamic_ncols=True)
     for step in bar:
-        window.append(sampler.step(train.episode(step).to(device), val.episode(step).to(device)))
+        window.append(strategy.step(train.episode(step).to(device), val.episode(step).to(device)))
         done = step + 1
         if done % sc.log_every == 0 or done == sc.steps:
             record = {"phase": "search", "step": done,
                       **{k: sum(m[k] for m in window) / len(window) for k in window[-1]}}
             if differentiable:
-                derived = sampler.result()
+                derived = strategy.result()
                 record |= {"alpha_entropy": sum(alpha_entropy(a) for a in supernet.arch_parameters())
                            / len(supernet.arch_parameters()), "skip_share": skip_share(derived),
                            "genotype": derived.to_dict()}
@@ -107,13 +99,13 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
             window = []
         if done % sc.checkpoint_every == 0 or done == sc.steps:
             run.save_checkpoint("search", {"step": done, "supernet": supernet.state_dict(),
-                                           "sampler": sampler.state_dict(), "rng": torch.get_rng_state()})
+                                           "sampler": strategy.state_dict(), "rng": torch.get_rng_state()})
     train_seconds = time.perf_counter() - t0
 
     input_size = ds.image_shape
     ev = sc.evolution
-    if differentiable:
-        genotype = sampler.result()
+    if not evolves:
+        genotype = strategy.result()
         batches = [torch.cat([e.support_x, e.query_x]) for e in
                    (train.episode(10**6 + i).to(device) for i in range(ev.bn_batches))]
         episodes = [val.episode(i).to(device) for i in range(ev.eval_episodes)]
@@ -124,7 +116,7 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
                             top_k=ev.top_k, mutation_prob=ev.mutation_prob, crossover_share=ev.crossover_share,
                             eval_episodes=ev.eval_episodes, bn_batches=ev.bn_batches, max_params=sc.max_params,
                             input_size=input_size, seed=cfg.seed, max_tries=ev.max_tries, progress=progress,
-                            latency=predictor.predict if predictor else None, max_latency_ms=spos_latency,
+                            latency=predictor.predict if predictor else None, max_latency_ms=setup.latency_limit(cfg),
                             on_generation=lambda g, top: run.log({"phase": "evolution", "generation": g + 1,
                                                                   "best": top[0].score,
                                                                   "top_mean": sum(c.score for c in top) / len(top)}))

@@ -13,7 +13,8 @@ import os
 import time
 from pathlib import Path
 
-from ..config import RunConfig, dump_config, load_config
+from ..checks import load_config
+from ..config import RunConfig, dump_config
 from ..errors import UserError
 from ..runs import atomic_write_bytes
 from .results import write_results

@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 import math
 
-from ..config import RunConfig, check_config
+from ..checks import check_config
+from ..config import RunConfig
 from ..errors import ConfigError
 from ..typed import from_dict
 

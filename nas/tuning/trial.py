@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import load_config
+from ..checks import load_config
 from ..runs import RunDir, atomic_write_bytes
 from .space import with_overrides
 
@@ -90,14 +90,14 @@ def run_trial(config: dict, spec: dict) -> None:
         return
     job = spec["job"]
     searching = job == "search" or (job == "run" and cfg.search.enabled)
-    ds, device = prepare(cfg, train=job != "search", test=job != "search", search=searching)
+    prepared = prepare(cfg, train=job != "search", test=job != "search", search=searching)
     run.listeners.append(report)
     if job == "search":
-        summary = search_job(cfg, run, ds, device, progress=False)
+        summary = search_job(cfg, run, prepared, progress=False)
     else:
-        summary = retrain_job(cfg, run, ds, device, job, searching, progress=False)
+        summary = retrain_job(cfg, run, prepared, job, progress=False)
         if latency_of(summary)[0] is None:
-            summary["tune_latency"] = measured_latency(run, ds, device)
+            summary["tune_latency"] = measured_latency(run, prepared.ds, prepared.device)
             run.write_summary(summary)
     tune.report(final_metrics(summary, last["val"]))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..registry import register_model
+from ..registry import MODELS
 
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -25,6 +25,6 @@ class Conv4(nn.Module):
         return self.features(x).flatten(1)
 
 
-@register_model("conv4")
+@MODELS.register("conv4")
 def conv4(in_channels: int = 1, hidden: int = 64, layers: int = 4) -> Conv4:
     return Conv4(in_channels, hidden, layers)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..registry import register_model
+from ..registry import MODELS
 
 
 class ResidualStage(nn.Module):
@@ -36,6 +36,6 @@ class ResNet12(nn.Module):
         return self.pool(self.stages(x)).flatten(1)
 
 
-@register_model("resnet12")
+@MODELS.register("resnet12")
 def resnet12(in_channels: int = 3, widths: list[int] | tuple[int, ...] = (64, 160, 320, 640)) -> ResNet12:
     return ResNet12(in_channels, tuple(widths))

@@ -7,7 +7,7 @@ import torch
 from meta.data import DatasetError, load_dataset
 from meta.data.long_tail import exponential_profile, make_long_tailed
 from meta.pretrain import ImageBatches
-from nas.config import load_config
+from nas.checks import load_config
 from nas.errors import ConfigError
 from nas.pipeline import build_dataset
 

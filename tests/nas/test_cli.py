@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from nas import cli
-from nas.config import load_config
+from nas.checks import load_config
 from nas.pipeline import prepare, retrain
 from nas.runs import RunDir
 
@@ -148,7 +148,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_config, tmp_path
     overrides = ["train.steps=150", "train.checkpoint_every=10", "train.val_every=50", "train.log_every=10"]
     ref = tmp_path / "ref"
     cfg = load_config(tiny_config, overrides)
-    ds, device = prepare(cfg)
+    prepared = prepare(cfg)
+    ds, device = prepared.ds, prepared.device
     retrain(cfg, RunDir.create(cfg, ref), ds, device, progress=False, evaluate_after=False)
 
     killed = tmp_path / "killed"

@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from nas.config import EpisodeConfig, RunConfig, apply_override, load_config
+from nas.checks import load_config
+from nas.config import EpisodeConfig, RunConfig, apply_override
 from nas.errors import ConfigError
 
 

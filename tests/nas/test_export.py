@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from nas import cli, load_backbone
-from nas.config import load_config
+from nas.checks import load_config
 from nas.export import ExportError, read_card
 from nas.export.pick import pareto_front, pick_ranks
 from nas.pipeline import prepare
@@ -88,7 +88,7 @@ def test_search_export_holds_the_inherited_recalibrated_weights(runs, tmp_path):
     assert export(runs / "search", "--out", out) == 0
     run = RunDir.open(runs / "search")
     cfg = load_config(run.config_path)
-    ds, _ = prepare(cfg, train=False, test=False, search=True)
+    ds = prepare(cfg, train=False, test=False, search=True).ds
     supernet = create_supernet(cfg.search.space, 1, **cfg.search.space_options)
     supernet.load_state_dict(run.load_checkpoint("search")["supernet"])
     genotype = load_genotype(runs / "search" / "genotype.yaml")

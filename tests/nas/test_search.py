@@ -1,4 +1,4 @@
-"""fsnas search: samplers, evolution, the search loop, resume after SIGKILL."""
+"""fsnas search: strategies, evolution, the search loop, resume after SIGKILL."""
 
 import json
 
@@ -10,7 +10,7 @@ from meta.data import load_dataset
 from meta.episodes import EpisodeSampler
 from nas import cli
 from nas.search.evolution import SearchError, crossover, evolve, mutate, recalibrate_bn
-from nas.search.samplers import DartsSampler, GdasSampler, cap_skips
+from nas.search.strategies import DartsStrategy, GdasStrategy, cap_skips
 from search_spaces import DartsGenotype, DartsSupernet, load_genotype
 
 from ..conftest import kill_after_first_checkpoint
@@ -49,7 +49,7 @@ def tiny(**kw):
 def test_darts_step_moves_alpha_on_val_and_weights_on_train(episodes):
     train, val = episodes
     net = tiny()
-    sampler = DartsSampler(net, steps=5, arch_lr=0.01)
+    sampler = DartsStrategy(net, steps=5, arch_lr=0.01)
     alpha0 = net.alpha_normal.detach().clone()
     w0 = net.stem[0].weight.detach().clone()
     m = sampler.step(train.episode(0), val.episode(0))
@@ -60,7 +60,7 @@ def test_darts_step_moves_alpha_on_val_and_weights_on_train(episodes):
 def arch_grad(order: str, w_lr: float, episodes) -> torch.Tensor:
     train, val = episodes
     net = tiny()
-    sampler = DartsSampler(net, steps=5, order=order, w_lr=w_lr)
+    sampler = DartsStrategy(net, steps=5, order=order, w_lr=w_lr)
     net.train()
     sampler.a_opt.zero_grad()
     if order == "second":
@@ -83,11 +83,11 @@ def test_second_order_differs_from_first_with_a_real_step(episodes):
 def test_gdas_anneals_and_runs_one_op_per_edge(episodes):
     train, val = episodes
     net = tiny(weighting="gumbel")
-    sampler = GdasSampler(net, steps=3, tau_max=10.0, tau_min=0.1)
+    sampler = GdasStrategy(net, steps=3, tau_max=10.0, tau_min=0.1)
     taus = [sampler.step(train.episode(i), val.episode(i))["tau"] for i in range(3)]
     assert taus[0] == pytest.approx(10.0) and taus[-1] == pytest.approx(0.1) and taus[0] > taus[1] > taus[2]
     with pytest.raises(ValueError, match="gumbel"):
-        GdasSampler(tiny(), steps=3)
+        GdasStrategy(tiny(), steps=3)
 
 
 def test_skip_cap():
@@ -200,7 +200,7 @@ def test_darts_minus_auxiliary_skip_fades_out(episodes):
         net.aux_beta.zero_()
         assert not torch.allclose(with_aux, net(x))  # the auxiliary path contributes while beta > 0
         net.aux_beta.fill_(1.0)
-    sampler = DartsSampler(net, steps=3)
+    sampler = DartsStrategy(net, steps=3)
     betas = []
     for i in range(3):
         sampler.step(train.episode(i), val.episode(i))

@@ -12,7 +12,7 @@ from nas import cli
 from nas.runs import RunDir
 from nas.latency import LatencyPredictor, build_table
 from nas.search.latency import LatencyObjective
-from nas.search.samplers import DartsSampler
+from nas.search.strategies import DartsStrategy
 from search_spaces import DartsSupernet
 
 from .test_search import SEARCH, episodes  # noqa: F401  (fixture)
@@ -73,13 +73,12 @@ def test_latency_loss_lowers_the_expected_latency(table_file, episodes):  # noqa
     ends = []
     for with_latency in (False, True):
         net = supernet()
-        sampler = DartsSampler(net, steps=10, arch_lr=0.05)
         pred = predictor(table_file, net)
         start = pred.expected().item()
-        if with_latency:
-            sampler.latency = LatencyObjective(pred, 0.5 * start, "additive", lam=50.0)
+        objective = LatencyObjective(pred, 0.5 * start, "additive", lam=50.0) if with_latency else None
+        strategy = DartsStrategy(net, steps=10, latency=objective, arch_lr=0.05)
         for i in range(10):
-            out = sampler.step(train.episode(i), val.episode(i))
+            out = strategy.step(train.episode(i), val.episode(i))
         assert ("latency_ms" in out) == with_latency
         ends.append(pred.expected().item())
     assert ends[1] < ends[0] and ends[1] < start

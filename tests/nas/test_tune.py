@@ -167,7 +167,7 @@ def test_bad_input_is_refused_before_ray_starts(tmp_path, capsys):
 
 
 def test_results_table_pareto_front_and_export_pick(tmp_path, monkeypatch):
-    from nas.config import load_config
+    from nas.checks import load_config
     from nas.tuning.results import write_results
     from nas.tuning.space import check_space
     exp = tmp_path / "exp"

@@ -103,3 +103,14 @@ def test_fixed_genotype_builds_the_registered_model():
 def test_fixed_backbones_take_every_input_size(g, size):
     out = build_network(g, in_channels=size[0])(torch.randn(2, *size))
     assert out.shape[0] == 2 and out.dim() == 2 and torch.isfinite(out).all()
+
+
+def test_every_genotype_kind_registers_its_network_and_graph_and_every_space_its_crossover():
+    from search_spaces import CROSSOVERS, GENOTYPES, GRAPHS, NETWORKS, SPACES, create_supernet, recombine
+    assert GENOTYPES.names() == NETWORKS.names() == GRAPHS.names() == ["blocks", "darts", "fixed"]
+    gen = torch.Generator().manual_seed(0)
+    for space in SPACES:
+        net = create_supernet(space, 1)
+        a, b = net.sample_path(gen), net.sample_path(gen)
+        assert a.kind in CROSSOVERS
+        assert recombine(a, b, lambda: False) == a and recombine(a, b, lambda: True) == b

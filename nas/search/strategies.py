@@ -1,7 +1,10 @@
-"""Search samplers: how a supernet is trained and how its architecture is chosen.
+"""Search strategies: how a supernet is trained and how its architecture is chosen.
 
-``SAMPLERS[name](supernet, **options)``; each offers ``step(train_episode, val_episode) -> metrics``,
-``result() -> Genotype`` and ``state_dict()/load_state_dict()`` (the search loop owns checkpoints).
+``STRATEGIES[name]`` is a ``SearchStrategy`` class; ``create_strategy`` builds it with what its traits say
+it takes.  Each offers ``step(train_episode, val_episode) -> metrics``, ``result() -> Genotype`` (a
+differentiable one) and ``state_dict()/load_state_dict()`` (the search loop owns checkpoints).  The loop,
+the pipeline and the config checks ask the traits, never the name; a new strategy is one class here and
+its ``@STRATEGIES.register`` line.  (In configs the key is still ``search.sampler``.)
 
 - ``darts``: bilevel; weights on meta-train episodes, architecture parameters on meta-val episodes, first
   order or second order (DARTS's unrolled step with a finite-difference Hessian-vector product).
@@ -14,23 +17,49 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from fsnas_core.registry import Registry
 from meta.episodes import Episode
+from search_spaces import CellGenotype, DartsGenotype
+from search_spaces.darts import edge_offset
 
+from .latency import LatencyObjective
 from .objective import episode_loss
 
-SAMPLERS: dict[str, Callable] = {}
+STRATEGIES: Registry = Registry("search strategy")
+
+# constructor arguments the search fills (from search.steps, the run's seed, search.latency), never options
+FILLED = ("supernet", "steps", "seed", "latency")
 
 
-def register_sampler(name: str) -> Callable:
-    def add(cls):
-        SAMPLERS[name] = cls
-        return cls
-    return add
+class SearchStrategy:
+    """Declared traits; the loop, the pipeline and the config checks ask these."""
+
+    differentiable: ClassVar[bool] = False  # trains arch_parameters(): alpha logged while searching
+    chooses_by_evolution: ClassVar[bool] = False  # True: evolution in the trained supernet; False: result()
+    takes_seed: ClassVar[bool] = False  # draws its own paths from a generator seeded with the run's seed
+    takes_latency: ClassVar[bool] = False  # a LatencyObjective (latency=) in its architecture loss
+    needs_weighting: ClassVar[str | None] = None  # the supernet's space_options.weighting it needs
+
+    def step(self, train_ep: Episode, val_ep: Episode) -> dict[str, float]:
+        raise NotImplementedError
+
+    def result(self):
+        raise NotImplementedError(f"{type(self).__name__} chooses its architecture by evolutionary search after "
+                                  f"training (nas.search.evolution.evolve)")
+
+
+def create_strategy(name: str, supernet: nn.Module, *, steps: int, seed: int,
+                    latency: LatencyObjective | None = None, options: dict | None = None) -> SearchStrategy:
+    """``STRATEGIES[name]`` given the steps, and the seed and latency objective when its traits take them."""
+    cls = STRATEGIES[name]
+    given = {"steps": steps, **({"seed": seed} if cls.takes_seed else {}),
+             **({"latency": latency} if cls.takes_latency else {})}
+    return cls(supernet, **given, **(options or {}))
 
 
 def _sgd(params, lr: float, momentum: float, weight_decay: float, steps: int) -> tuple:
@@ -38,11 +67,15 @@ def _sgd(params, lr: float, momentum: float, weight_decay: float, steps: int) ->
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr / 50)
 
 
-@register_sampler("darts")
-class DartsSampler:
-    def __init__(self, supernet: nn.Module, *, steps: int, w_lr: float = 0.025, w_momentum: float = 0.9,
-                 w_weight_decay: float = 3e-4, arch_lr: float = 3e-4, arch_weight_decay: float = 1e-3,
-                 order: str = "first", grad_clip: float = 5.0, max_skip: int = 2) -> None:
+@STRATEGIES.register("darts")
+class DartsStrategy(SearchStrategy):
+    differentiable = True
+    takes_latency = True
+
+    def __init__(self, supernet: nn.Module, *, steps: int, latency: LatencyObjective | None = None,
+                 w_lr: float = 0.025, w_momentum: float = 0.9, w_weight_decay: float = 3e-4, arch_lr: float = 3e-4,
+                 arch_weight_decay: float = 1e-3, order: str = "first", grad_clip: float = 5.0,
+                 max_skip: int = 2) -> None:
         if order not in ("first", "second"):
             raise ValueError(f"order must be 'first' or 'second', got '{order}'")
         self.net, self.order, self.grad_clip, self.max_skip = supernet, order, grad_clip, max_skip
@@ -51,7 +84,7 @@ class DartsSampler:
                                       weight_decay=arch_weight_decay)
         self.w_momentum, self.w_weight_decay = w_momentum, w_weight_decay
         self.steps, self.t = steps, 0
-        self.latency = None  # a nas.search.latency.LatencyObjective: latency-aware architecture loss
+        self.latency = latency  # None: accuracy only; else the latency-aware architecture loss
 
     def _decay_aux_skip(self) -> None:
         """DARTS-: the auxiliary skip's weight falls linearly from its initial value to 0 at the last step."""
@@ -142,11 +175,13 @@ class DartsSampler:
         self.t = int(state["t"])
 
 
-@register_sampler("gdas")
-class GdasSampler(DartsSampler):
+@STRATEGIES.register("gdas")
+class GdasStrategy(DartsStrategy):
+    needs_weighting = "gumbel"
+
     def __init__(self, supernet: nn.Module, *, steps: int, tau_max: float = 10.0, tau_min: float = 0.1,
                  **options) -> None:
-        if getattr(supernet, "weighting", None) != "gumbel":
+        if getattr(supernet, "weighting", None) != self.needs_weighting:
             raise ValueError("gdas needs a supernet with weighting 'gumbel' (set search.space_options.weighting)")
         super().__init__(supernet, steps=steps, **options)
         self.tau_max, self.tau_min = tau_max, tau_min
@@ -158,9 +193,12 @@ class GdasSampler(DartsSampler):
         return {**super().step(train_ep, val_ep), "tau": self.net.tau}
 
 
-@register_sampler("spos")
-class SposSampler:
+@STRATEGIES.register("spos")
+class SposStrategy(SearchStrategy):
     """Uniform single path: each step trains one randomly drawn path (Guo et al. 2020)."""
+
+    chooses_by_evolution = True
+    takes_seed = True
 
     def __init__(self, supernet: nn.Module, *, steps: int, w_lr: float = 0.05, w_momentum: float = 0.9,
                  w_weight_decay: float = 4e-5, grad_clip: float = 5.0, seed: int = 0) -> None:
@@ -179,10 +217,6 @@ class SposSampler:
         self.w_sched.step()
         return {"loss": loss.item(), "accuracy": acc, "lr": self.w_opt.param_groups[0]["lr"]}
 
-    def result(self):
-        raise RuntimeError("spos chooses its architecture by evolutionary search after training "
-                           "(nas.search.evolution.evolve)")
-
     def state_dict(self) -> dict:
         return {"w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
                 "gen": self.gen.get_state()}
@@ -196,7 +230,6 @@ class SposSampler:
 def cap_skips(genotype, supernet, max_skip: int):
     """Collapse guard: keep at most ``max_skip`` skip connections per DARTS cell, replacing the weakest
     skips by their edge's best parametric op (the cap of P-DARTS / DARTS+)."""
-    from search_spaces import CellGenotype, DartsGenotype
     if not isinstance(genotype, DartsGenotype) or max_skip < 0:
         return genotype
     cells = {}
@@ -220,7 +253,6 @@ def cap_skips(genotype, supernet, max_skip: int):
 
 
 def _edge(node: int, src: int) -> int:
-    from search_spaces.darts import edge_offset
     return edge_offset(node) + src
 
 

@@ -1,0 +1,85 @@
+"""The search section: space and strategy by name with their options, what the strategy's traits require,
+evolution's sizes, the latency objective, and a trained supernet to evolve in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from search_spaces import SPACES
+
+from ..config import SearchConfig
+from ..errors import ConfigError
+from ..search.latency import FORMS
+from ..search.strategies import FILLED, STRATEGIES
+from .episodes import check_episode
+from .options import check_options, factory_params, known, positive
+
+
+def check_search(sc: SearchConfig) -> None:
+    known("search.space", sc.space, SPACES)
+    known("search.sampler", sc.sampler, STRATEGIES)
+    strategy = STRATEGIES[sc.sampler]
+    check_options("search.space_options", sc.space_options, factory_params(SPACES[sc.space], ("self", "in_channels")),
+                  f"space {sc.space}")
+    check_options("search.sampler_options", sc.sampler_options, factory_params(strategy, ("self", *FILLED)),
+                  f"sampler {sc.sampler}")
+    if strategy.needs_weighting and sc.space_options.get("weighting", "softmax") != strategy.needs_weighting:
+        raise ConfigError(f"search.space_options.weighting: the {sc.sampler} sampler needs weighting: "
+                          f"{strategy.needs_weighting}")
+    ev = sc.evolution
+    for key, value in (("search.steps", sc.steps), ("search.log_every", sc.log_every),
+                       ("search.checkpoint_every", sc.checkpoint_every), ("search.evolution.population", ev.population),
+                       ("search.evolution.top_k", ev.top_k), ("search.evolution.eval_episodes", ev.eval_episodes),
+                       ("search.evolution.bn_batches", ev.bn_batches), ("search.evolution.max_tries", ev.max_tries)):
+        positive(key, value)
+    positive("search.evolution.generations", ev.generations, 0)
+    check_episode("search.episode", sc.episode)
+    if not 0.0 <= ev.mutation_prob <= 1.0 or not 0.0 <= ev.crossover_share <= 1.0:
+        raise ConfigError("search.evolution: mutation_prob and crossover_share must lie in [0, 1]")
+    check_latency(sc)
+    if sc.supernet is not None:
+        check_supernet_source(sc)
+
+
+def check_latency(sc: SearchConfig) -> None:
+    lc = sc.latency
+    if lc.target_ms is not None and lc.table is None:
+        raise ConfigError("search.latency.target_ms needs search.latency.table: build one on this device with "
+                          "fsnas latency build --space CONFIG --out TABLE", key="search.latency.table")
+    if lc.target_ms is not None and lc.target_ms <= 0:
+        raise ConfigError(f"search.latency.target_ms: must be positive, got {lc.target_ms}", key="search.latency.target_ms")
+    if lc.form not in FORMS:
+        raise ConfigError(f"search.latency.form: '{lc.form}' is not a form; use {' or '.join(FORMS)}",
+                          key="search.latency.form")
+    if lc.beta < 0 or lc.lam < 0:
+        raise ConfigError("search.latency: beta and lam must be >= 0", key="search.latency")
+    if lc.table is not None and not Path(lc.table).is_file():
+        raise ConfigError(f"search.latency.table: {lc.table} does not exist; build it on this device with fsnas "
+                          f"latency build --space CONFIG --out {lc.table}", key="search.latency.table")
+
+
+def check_supernet_source(sc: SearchConfig) -> None:
+    """search.supernet: a finished search of the same space, by a strategy that chooses by evolution, whose
+    supernet training is complete."""
+    key, src = "search.supernet", Path(sc.supernet)
+    if not STRATEGIES[sc.sampler].chooses_by_evolution:
+        evolving = " or ".join(n for n, s in STRATEGIES.items() if s.chooses_by_evolution)
+        raise ConfigError(f"{key}: only the {evolving} sampler evolves in a trained supernet; {sc.sampler} trains its "
+                          f"architecture parameters with the weights", key=key)
+    if not (src / "config.yaml").is_file() or not (src / "checkpoints" / "search.pt").is_file():
+        raise ConfigError(f"{key}: {src} is not a search run with a trained supernet (config.yaml and "
+                          f"checkpoints/search.pt); give the folder of an fsnas search with search.sampler: spos",
+                          key=key)
+    theirs = (yaml.safe_load((src / "config.yaml").read_text()) or {}).get("search", {})
+    mine = {"sampler": sc.sampler, "space": sc.space, "space_options": sc.space_options}
+    for field_name, value in mine.items():
+        if theirs.get(field_name, {} if field_name == "space_options" else None) != value:
+            raise ConfigError(f"{key}: {src} searched with search.{field_name} {theirs.get(field_name)!r}, this "
+                              f"config has {value!r}; the supernet must be of the same space", key=key)
+    trained = int(torch.load(src / "checkpoints" / "search.pt", map_location="cpu", weights_only=True)["step"])
+    if trained < int(theirs.get("steps", 0)):
+        raise ConfigError(f"{key}: {src} has trained its supernet for {trained} of {theirs.get('steps')} steps; "
+                          f"finish it first with fsnas search --resume {src}", key=key)

@@ -1,0 +1,56 @@
+"""What a search is built from, built once: the strategy's class, the supernet (initialised from the run's seed),
+the latency predictor of ``search.latency.table`` and, for a strategy that chooses by evolution, the check
+that its constraints can be met.  ``nas.pipeline.prepare`` builds it before any run folder exists (so a bad
+table or an infeasible constraint stops the command there) and the search loop trains what it built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from search_spaces import create_supernet
+
+from ..config import RunConfig
+from ..latency import LatencyPredictor
+from .evolution import check_feasible
+from .latency import LatencyObjective, load_predictor
+from .strategies import STRATEGIES, SearchStrategy, create_strategy
+
+FEASIBILITY_DRAWS = 200  # random architectures tried before a constraint is called infeasible
+
+
+@dataclass
+class SearchSetup:
+    strategy_class: type[SearchStrategy]
+    supernet: nn.Module
+    predictor: LatencyPredictor | None
+
+    def objective(self, cfg: RunConfig) -> LatencyObjective | None:
+        """The latency term of a differentiable strategy's architecture loss (a table and a target given)."""
+        lc = cfg.search.latency
+        if not self.strategy_class.takes_latency or self.predictor is None or lc.target_ms is None:
+            return None
+        return LatencyObjective(self.predictor, lc.target_ms, lc.form, lc.beta, lc.lam)
+
+    def latency_limit(self, cfg: RunConfig) -> float | None:
+        """Evolution's latency constraint: the target, for a strategy that chooses by evolution."""
+        return cfg.search.latency.target_ms if self.strategy_class.chooses_by_evolution else None
+
+    def strategy(self, cfg: RunConfig) -> SearchStrategy:
+        sc = cfg.search
+        return create_strategy(sc.sampler, self.supernet, steps=sc.steps, seed=cfg.seed, latency=self.objective(cfg),
+                               options=sc.sampler_options)
+
+
+def build_search(cfg: RunConfig, image_shape: tuple[int, ...], device: torch.device) -> SearchSetup:
+    sc = cfg.search
+    torch.manual_seed(cfg.seed)
+    supernet = create_supernet(sc.space, image_shape[0], **sc.space_options).to(device)
+    predictor = load_predictor(sc.latency, supernet, image_shape, device) if sc.latency.table else None
+    setup = SearchSetup(STRATEGIES[sc.sampler], supernet, predictor)
+    if setup.strategy_class.chooses_by_evolution:
+        check_feasible(supernet, sc.max_params, image_shape, min(sc.evolution.max_tries, FEASIBILITY_DRAWS), cfg.seed,
+                       setup.latency_limit(cfg), predictor.predict if predictor else None)
+    return setup

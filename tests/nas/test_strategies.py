@@ -1,0 +1,80 @@
+"""Search strategies declare what they are, and the loop, pipeline and config checks ask them: a new
+single-path strategy is one class and one registry line."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from nas import cli
+from nas.checks.options import factory_params
+from nas.search.objective import episode_loss
+from nas.search.strategies import STRATEGIES, SearchStrategy
+from search_spaces import load_genotype
+
+from .test_search import SEARCH
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_declared_traits_agree_with_the_constructor(name):
+    cls = STRATEGIES[name]
+    params = factory_params(cls, ("self",))
+    assert ("seed" in params) == cls.takes_seed
+    assert ("latency" in params) == cls.takes_latency
+    assert cls.differentiable or cls.chooses_by_evolution  # one way or the other it chooses an architecture
+
+
+class CyclicPaths(SearchStrategy):
+    """A single-path strategy that is not spos: it trains three seeded paths in turn."""
+
+    chooses_by_evolution = True
+    takes_seed = True
+
+    def __init__(self, supernet, *, steps: int, seed: int = 0, w_lr: float = 0.05) -> None:
+        self.net, self.t = supernet, 0
+        gen = torch.Generator().manual_seed(seed)
+        self.paths = [supernet.sample_path(gen) for _ in range(3)]
+        self.opt = torch.optim.SGD(supernet.weight_parameters(), lr=w_lr)
+
+    def step(self, train_ep, val_ep):
+        path = self.paths[self.t % len(self.paths)]
+        self.t += 1
+        self.opt.zero_grad(set_to_none=True)
+        loss, acc = episode_loss(lambda x: self.net(x, path=path), train_ep)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item(), "accuracy": acc}
+
+    def state_dict(self):
+        return {"opt": self.opt.state_dict(), "t": self.t}
+
+    def load_state_dict(self, state):
+        self.opt.load_state_dict(state["opt"])
+        self.t = int(state["t"])
+
+
+@pytest.fixture
+def with_cyclic(monkeypatch):
+    monkeypatch.setattr(STRATEGIES, "_items", dict(STRATEGIES._items))
+    STRATEGIES.register("cyclic")(CyclicPaths)  # the one registry line
+
+
+def test_a_new_single_path_strategy_needs_one_class_and_one_registry_line(with_cyclic, tmp_path, capsys):
+    config = tmp_path / "search.yaml"
+    config.write_text(yaml.safe_dump({**SEARCH, "search": {**SEARCH["search"], "sampler": "cyclic",
+                                                           "sampler_options": {"w_lr": 0.1}}}))
+    out = tmp_path / "cyclic"
+    assert cli.main(["-q", "search", str(config), "--out", str(out)]) == 0
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["phase"] == "search"] == [4, 8, 12]
+    assert not any("alpha_entropy" in r for r in records)  # not differentiable: no alpha to log
+    assert [r["generation"] for r in records if r["phase"] == "evolution"] == [1, 2]  # chosen by evolution
+    genotype = load_genotype(out / "genotype.yaml")
+    assert json.loads((out / "summary.json").read_text())["genotype"] == genotype.to_dict()
+    # its options are checked against its constructor, and it may evolve in a trained supernet like spos
+    assert cli.main(["-q", "search", str(config), "search.sampler_options.lr=1"]) == 2
+    assert "search.sampler_options.lr: unknown option of sampler cyclic; its options are w_lr" in capsys.readouterr().err
+    assert cli.main(["-q", "search", str(config), "search.sampler=darts", "search.sampler_options={}",
+                     f"search.supernet={out}"]) == 2
+    assert "only the cyclic or spos sampler evolves in a trained supernet" in capsys.readouterr().err
