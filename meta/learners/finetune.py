@@ -55,8 +55,7 @@ class FineTune(Learner):
         loss = self.loss.for_support(labels, n_way)
         with torch.enable_grad():
             for step in range(self.steps):
-                if hasattr(loss, "step"):  # a loss schedule (LDAM's DRW) runs over the head's steps
-                    loss.step(step, self.steps)
+                loss.step(step, self.steps)  # a loss schedule (LDAM's DRW) runs over the head's steps
                 opt.zero_grad(set_to_none=True)
                 loss(scale * head(support), labels).backward()
                 opt.step()
