@@ -1,8 +1,9 @@
 """Learners: ProtoNet, MAML (first/second order, ANIL, Meta-SGD), MTL phase 2, the fine-tune baseline."""
 
 from .base import Learner
+from .fast_weights import FastModel, MetaModel
 from .finetune import FineTune
-from .maml import MAML, FastModel, MetaModel
+from .maml import MAML
 from .mtl import MTL
 from .protonet import ProtoNet, prototype_logits, prototypes
 from .registry import LEARNERS
