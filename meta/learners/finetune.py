@@ -25,6 +25,7 @@ class FineTune(Learner):
     classifier, as Baseline++ uses); ``weight_decay`` regularises the head."""
 
     meta_trains = False
+    takes_loss = True
 
     def __init__(self, model: nn.Module, *, steps: int = 100, lr: float = 0.01, weight_decay: float = 1e-3,
                  normalize: bool = False, scale: float = 10.0, loss: str = "cross_entropy",

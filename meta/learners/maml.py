@@ -31,6 +31,11 @@ class MAML(Learner):
     ``vmap``: the meta-batch as one ``torch.func.vmap`` over tasks of equal shapes (``meta.learners.vmap_tasks``;
     the model must be vmap-able: no data-dependent control flow, no in-place writes to shared tensors)."""
 
+    needs = ("n_way", "in_shape")  # an n_way head on features of in_shape (when the backbone has no out_channels)
+    fixed_ways = True
+    inner_loop = True
+    takes_loss = True
+
     def __init__(self, model: nn.Module, *, n_way: int, inner_lr: float = 0.4, steps: int = 5,
                  test_steps: int | None = None, order: str = "second", anil: bool = False, meta_sgd: bool = False,
                  bn_stats: str = "shared", lr: float = 1e-3, lr_step: int = 0, lr_gamma: float = 0.5,
