@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from ..episodes import Episode
+from ..evaluation import accuracy
+from ..hard_tasks import hardest_class
 from ..losses import EpisodicLoss
 
 
@@ -49,8 +51,6 @@ class Learner(ABC):
         one episode's graph alive at a time), or with ``all_query_logits`` (stacked logits of every task,
         e.g. from vmap) one backward for all.  ``loss`` is built per episode (``EpisodicLoss``).  Reports each
         task's worst class in ``hard_classes`` for the hard-task meta-batch."""
-        from ..evaluation import accuracy
-        from ..hard_tasks import hardest_class
         self.optimizer.zero_grad(set_to_none=True)
         losses, accs, hard = [], [], []
         if all_query_logits is not None:
