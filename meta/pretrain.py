@@ -100,7 +100,7 @@ class CosineLinear(nn.Linear):
 
 class Pretrainer:
     """SGD with momentum and a cosine schedule over ``steps`` on backbone + classifier: linear, or cosine for a
-    loss that asks for cosine logits (``loss.cosine_logits``, LDAM)."""
+    loss that declares cosine logits (``Loss.cosine_logits``, LDAM)."""
 
     def __init__(self, backbone: nn.Module, num_classes: int, feature_dim: int, steps: int, *, lr: float = 0.1,
                  momentum: float = 0.9, weight_decay: float = 5e-4, loss: str = "cross_entropy",
@@ -108,7 +108,7 @@ class Pretrainer:
         self.backbone, self.steps, self.t = backbone, steps, 0
         device = next(backbone.parameters()).device
         self.loss = create_loss(loss, class_counts=class_counts, **(loss_options or {}))
-        head = CosineLinear if getattr(self.loss, "cosine_logits", False) else nn.Linear
+        head = CosineLinear if self.loss.cosine_logits else nn.Linear
         self.classifier = head(feature_dim, num_classes).to(device)
         params = [*backbone.parameters(), *self.classifier.parameters()]
         self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
@@ -117,13 +117,11 @@ class Pretrainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         self.backbone.train()
-        if hasattr(self.loss, "step"):  # schedules inside a loss (LDAM's deferred re-weighting)
-            self.loss.step(self.t, self.steps)
+        self.loss.step(self.t, self.steps)  # schedules inside a loss (LDAM's deferred re-weighting)
         self.t += 1
         feats = self.backbone(x).flatten(1)
         logits = self.classifier(feats)
-        loss = self.loss(logits, y, features=feats) if getattr(self.loss, "needs_features", False) \
-            else self.loss(logits, y)
+        loss = self.loss(logits, y, features=feats)  # the features matter to losses that need them (IB)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

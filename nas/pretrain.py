@@ -12,7 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from meta.data import FewShotDataset
-from meta.learners.maml import feature_dim
+from meta.learners.fast_weights import feature_dim
 from meta.pretrain import ImageBatches, Pretrainer, base_class_accuracy, retrain_classifier, tau_normalized
 
 from .config import RunConfig

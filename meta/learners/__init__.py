@@ -1,8 +1,9 @@
 """Learners: ProtoNet, MAML (first/second order, ANIL, Meta-SGD), MTL phase 2, the fine-tune baseline."""
 
-from .base import Learner
+from .base import GIVEN, Learner
+from .fast_weights import FastModel, MetaModel
 from .finetune import FineTune
-from .maml import MAML, FastModel, MetaModel
+from .maml import MAML
 from .mtl import MTL
 from .protonet import ProtoNet, prototype_logits, prototypes
 from .registry import LEARNERS
@@ -12,4 +13,5 @@ def create_learner(name: str, model, **options) -> Learner:
     return LEARNERS[name](model, **options)
 
 
-__all__ = ["LEARNERS", "FastModel", "FineTune", "Learner", "MAML", "MetaModel", "MTL", "ProtoNet", "create_learner", "prototype_logits", "prototypes"]
+__all__ = ["GIVEN", "LEARNERS", "FastModel", "FineTune", "Learner", "MAML", "MetaModel", "MTL", "ProtoNet",
+           "create_learner", "prototype_logits", "prototypes"]

@@ -1,19 +1,26 @@
 """What every learner offers the training loop and the evaluation protocol.
 
 A learner wraps any ``nn.Module`` backbone (it never builds one) together with its own optimiser, so
-``state_dict()`` holds everything a checkpoint needs to resume.
+``state_dict()`` holds everything a checkpoint needs to resume.  What a caller may rely on without knowing
+the learner by name is declared on its class: ``needs``, ``fixed_ways``, ``inner_loop``, ``takes_loss``,
+``meta_trains``, and ``fold_into_backbone`` for exporting a plain backbone.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import torch
 from torch import nn
 
 from ..episodes import Episode
+from ..evaluation import accuracy
+from ..hard_tasks import hardest_class
 from ..losses import EpisodicLoss
+
+
+GIVEN = ("n_way", "in_shape")  # what a caller can fill in from the task (its ways) and the data (its image shape)
 
 
 class Learner(ABC):
@@ -21,7 +28,13 @@ class Learner(ABC):
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     bn_mode: str = "eval"  # BatchNorm at test time: see meta.batchnorm
-    meta_trains: bool = True  # False: a baseline that only predicts (its runs set train.steps: 0)
+    loss: EpisodicLoss | None = None  # the episodic loss of a learner that ``takes_loss``
+    meta_trains: ClassVar[bool] = True  # False: a baseline that only predicts (its runs set train.steps: 0)
+    # constructor arguments the caller fills from the task and the data, a subset of GIVEN
+    needs: ClassVar[tuple[str, ...]] = ()
+    fixed_ways: ClassVar[bool] = False  # its classifier head is bound to the meta-training ways: it tests only those
+    inner_loop: ClassVar[bool] = False  # adapts at test time with ``test_steps`` inner steps (a settable attribute)
+    takes_loss: ClassVar[bool] = False  # takes an episodic ``loss`` option (and its ``loss_options``)
 
     @abstractmethod
     def meta_train_step(self, episodes: Sequence[Episode]) -> dict[str, float]:
@@ -36,10 +49,8 @@ class Learner(ABC):
                    all_query_logits: Callable[[Sequence[Episode]], torch.Tensor] | None = None) -> dict[str, float]:
         """One optimiser step on the query loss averaged over the meta-batch: one backward per episode (only
         one episode's graph alive at a time), or with ``all_query_logits`` (stacked logits of every task,
-        e.g. from vmap) one backward for all.  ``loss`` is built per episode (``EpisodicLoss``).  Reports each task's worst class in ``hard_classes`` for the
-        hard-task meta-batch."""
-        from ..evaluation import accuracy
-        from ..hard_tasks import hardest_class
+        e.g. from vmap) one backward for all.  ``loss`` is built per episode (``EpisodicLoss``).  Reports each
+        task's worst class in ``hard_classes`` for the hard-task meta-batch."""
         self.optimizer.zero_grad(set_to_none=True)
         losses, accs, hard = [], [], []
         if all_query_logits is not None:
@@ -66,9 +77,8 @@ class Learner(ABC):
 
     def set_progress(self, step: int, total: int) -> None:
         """Tell the learner's loss how far meta-training is (loss schedules such as LDAM's DRW)."""
-        loss = getattr(self, "loss", None)
-        if isinstance(loss, EpisodicLoss):
-            loss.step(step, total)
+        if self.loss is not None:
+            self.loss.step(step, total)
 
     def to(self, device: torch.device | str) -> "Learner":
         self.model.to(device)
@@ -86,6 +96,16 @@ class Learner(ABC):
 
     def load_trained_state(self, state: dict) -> None:
         """Restore what ``trained_state`` returned."""
+
+    @classmethod
+    def fold_into_backbone(cls, backbone: nn.Module, trained_state: dict, in_shape: Sequence[int]) -> str | None:
+        """Write what this learner learned besides the backbone (``trained_state``, as ``trained_state()``
+        returned it) into ``backbone``'s own weights, in place, so that the plain backbone computes what the
+        learner's model did; ``in_shape``: the [C, H, W] of its input.  Returns a short description of what was
+        folded, or None when there is nothing to fold (the default: a head or inner rates are not part of a
+        backbone).  What cannot be folded exactly raises ``meta.scale_shift.FoldError`` saying
+        '<what> cannot be folded into the plain backbone (<why>)', and the backbone is left unchanged."""
+        return None
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])

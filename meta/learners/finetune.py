@@ -25,6 +25,7 @@ class FineTune(Learner):
     classifier, as Baseline++ uses); ``weight_decay`` regularises the head."""
 
     meta_trains = False
+    takes_loss = True
 
     def __init__(self, model: nn.Module, *, steps: int = 100, lr: float = 0.01, weight_decay: float = 1e-3,
                  normalize: bool = False, scale: float = 10.0, loss: str = "cross_entropy",
@@ -55,8 +56,7 @@ class FineTune(Learner):
         loss = self.loss.for_support(labels, n_way)
         with torch.enable_grad():
             for step in range(self.steps):
-                if hasattr(loss, "step"):  # a loss schedule (LDAM's DRW) runs over the head's steps
-                    loss.step(step, self.steps)
+                loss.step(step, self.steps)  # a loss schedule (LDAM's DRW) runs over the head's steps
                 opt.zero_grad(set_to_none=True)
                 loss(scale * head(support), labels).backward()
                 opt.step()

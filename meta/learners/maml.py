@@ -1,16 +1,7 @@
 """MAML (Finn et al., 2017) on any backbone, with no rewriting of the model: first and second order,
 ANIL (Raghu et al., 2020: adapt the head only), Meta-SGD (Li et al., 2017: learnable per-parameter inner
-rates) and per-step BatchNorm statistics (Antoniou et al., 2019).
-
-Fast weights are a dict of tensors passed to ``torch.func.functional_call``, so the backbone stays an
-ordinary ``nn.Module``.  For scripting, in learn2learn's spirit::
-
-    maml = MetaModel(backbone, n_way=5, inner_lr=0.4)
-    learner = maml.clone()
-    for _ in range(5):
-        learner.adapt(F.cross_entropy(learner(support_x), support_y))
-    F.cross_entropy(learner(query_x), query_y).backward()   # meta-gradient into maml's parameters
-"""
+rates) and per-step BatchNorm statistics (Antoniou et al., 2019).  The fast weights it adapts are
+``meta.learners.fast_weights``'s ``MetaModel`` and ``FastModel``."""
 
 from __future__ import annotations
 
@@ -19,115 +10,17 @@ from functools import partial
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from ..batchnorm import use_bn_mode
 from ..episodes import Episode
 from ..losses import EpisodicLoss
 from .base import Learner
+from .fast_weights import MetaModel
 from .registry import LEARNERS
 from .vmap_tasks import batched_query_logits, stackable
 
-BN_STATS = ("shared", "per_step")
 log = logging.getLogger(__name__)
-
-
-def feature_dim(backbone: nn.Module, in_shape: tuple[int, ...] | None) -> int:
-    if hasattr(backbone, "out_channels"):
-        return int(backbone.out_channels)
-    if in_shape is None:
-        raise ValueError("the backbone has no out_channels attribute; pass in_shape to measure its feature size")
-    with torch.no_grad(), use_bn_mode(backbone, "eval"):
-        p = next(backbone.parameters())
-        return int(backbone(torch.zeros(1, *in_shape, dtype=p.dtype, device=p.device)).flatten(1).shape[1])
-
-
-def _key(name: str) -> str:
-    return name.replace(".", "__")  # ParameterDict / buffer names cannot hold dots
-
-
-class MetaModel(nn.Module):
-    """A backbone plus an ``n_way`` linear head: the meta-learned initialisation, and with ``meta_sgd``
-    the inner learning rates, all in ``state_dict``.  ``bn_stats='per_step'`` keeps separate BatchNorm
-    running statistics for every inner step (and one more for the adapted model)."""
-
-    def __init__(self, backbone: nn.Module, n_way: int, *, inner_lr: float = 0.4, steps: int = 5,
-                 first_order: bool = False, anil: bool = False, meta_sgd: bool = False, bn_stats: str = "shared",
-                 in_shape: tuple[int, ...] | None = None) -> None:
-        super().__init__()
-        if bn_stats not in BN_STATS:
-            raise ValueError(f"bn_stats must be one of {BN_STATS}, got '{bn_stats}'")
-        self.backbone, self.head = backbone, nn.Linear(feature_dim(backbone, in_shape), n_way)
-        nn.init.zeros_(self.head.weight)  # a zero head starts every task from uniform predictions
-        nn.init.zeros_(self.head.bias)
-        self.inner_lr, self.steps, self.first_order, self.anil = inner_lr, steps, first_order, anil
-        self.bn_stats = bn_stats
-        self.lrs = nn.ParameterDict({_key(n): nn.Parameter(torch.full_like(p, inner_lr))
-                                     for n, p in self.adaptable().items()}) if meta_sgd else None
-        if bn_stats == "per_step":  # copies of every BN buffer, one per inner step + the adapted model
-            bn_buffers = {n: b for n, b in backbone.named_buffers() if not n.endswith("num_batches_tracked")}
-            for s in range(steps + 1):
-                for n, b in bn_buffers.items():
-                    self.register_buffer(f"step{s}__{_key(n)}", b.detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x).flatten(1))
-
-    def adaptable(self) -> dict[str, nn.Parameter]:
-        """The parameters the inner loop changes: the head for ANIL, else backbone and head."""
-        return {n: p for n, p in self.named_parameters() if not n.startswith("lrs.")
-                and (not self.anil or n.startswith("head."))}
-
-    def meta_parameters(self) -> list[nn.Parameter]:
-        return list(self.parameters())
-
-    def step_buffers(self, step: int) -> dict[str, torch.Tensor]:
-        if self.bn_stats != "per_step":
-            return {}
-        prefix = f"step{min(step, self.steps)}__"
-        out = {}
-        for name, buf in self.named_buffers():
-            if name.startswith(prefix):
-                out["backbone." + name[len(prefix):].replace("__", ".")] = buf
-        return out
-
-    def clone(self, first_order: bool | None = None) -> "FastModel":
-        return FastModel(self, self.first_order if first_order is None else first_order)
-
-
-class FastModel:
-    """Fast weights of one task: starts at the meta-parameters (graph-connected), changes with ``adapt``."""
-
-    def __init__(self, meta: MetaModel, first_order: bool) -> None:
-        self.meta, self.first_order, self.step = meta, first_order, 0
-        self.params: dict[str, torch.Tensor] = dict(meta.adaptable())
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.meta, {**self.params, **self.meta.step_buffers(self.step)}, (x,))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features with the current fast weights (the head is left out)."""
-        params = {n[len("backbone."):]: p for n, p in self.params.items() if n.startswith("backbone.")}
-        buffers = {n[len("backbone."):]: b for n, b in self.meta.step_buffers(self.step).items()}
-        return functional_call(self.meta.backbone, {**params, **buffers}, (x,)).flatten(1)
-
-    def head(self, features: torch.Tensor) -> torch.Tensor:
-        return F.linear(features, self.params["head.weight"], self.params["head.bias"])
-
-    def adapt(self, loss: torch.Tensor) -> None:
-        """One inner gradient step on ``loss``; second order keeps the graph for the meta-gradient."""
-        names = list(self.params)
-        create_graph = not self.first_order and torch.is_grad_enabled()
-        grads = torch.autograd.grad(loss, [self.params[n] for n in names], create_graph=create_graph,
-                                    allow_unused=True)
-        lrs = self.meta.lrs
-        for n, g in zip(names, grads):
-            if g is not None:
-                lr = lrs[_key(n)] if lrs is not None else self.meta.inner_lr
-                self.params[n] = self.params[n] - lr * g
-        self.step += 1
 
 
 @LEARNERS.register("maml")
@@ -137,6 +30,11 @@ class MAML(Learner):
     (support features are computed once); ``test_steps``: inner steps at test time (default: ``steps``);
     ``vmap``: the meta-batch as one ``torch.func.vmap`` over tasks of equal shapes (``meta.learners.vmap_tasks``;
     the model must be vmap-able: no data-dependent control flow, no in-place writes to shared tensors)."""
+
+    needs = ("n_way", "in_shape")  # an n_way head on features of in_shape (when the backbone has no out_channels)
+    fixed_ways = True
+    inner_loop = True
+    takes_loss = True
 
     def __init__(self, model: nn.Module, *, n_way: int, inner_lr: float = 0.4, steps: int = 5,
                  test_steps: int | None = None, order: str = "second", anil: bool = False, meta_sgd: bool = False,

@@ -6,9 +6,12 @@ from; the hard-task meta-batch is ``train.hard_tasks`` (``meta.hard_tasks``)."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import torch
 from torch import nn
 
-from ..scale_shift import ScaleShift
+from ..scale_shift import FoldError, ScaleShift, fold_scale_shift
 from .maml import MAML
 from .registry import LEARNERS
 
@@ -46,3 +49,17 @@ class MTL(MAML):
         super().load_trained_state(state)
         if "ss" in state:
             self.ss.load_state_dict(state["ss"])
+
+    @classmethod
+    def fold_into_backbone(cls, backbone: nn.Module, trained_state: dict, in_shape: Sequence[int]) -> str | None:
+        """The learned scale/shift written into the kernels and biases (``meta.scale_shift.fold_scale_shift``),
+        so the plain backbone computes what the hooked one did."""
+        if "ss" not in trained_state:
+            return None
+        ss = ScaleShift(backbone)
+        try:
+            ss.load_state_dict(trained_state["ss"])
+            fold_scale_shift(backbone, ss, torch.zeros(2, *in_shape))
+        except (FoldError, RuntimeError) as exc:
+            raise FoldError(f"scale/shift cannot be folded into the plain backbone ({exc})") from None
+        return "the meta-learned scale/shift (MTL) folded into the weights"

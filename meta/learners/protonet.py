@@ -33,6 +33,8 @@ def prototype_logits(query: torch.Tensor, protos: torch.Tensor, distance: str = 
 
 @LEARNERS.register("protonet")
 class ProtoNet(Learner):
+    takes_loss = True
+
     def __init__(self, model: nn.Module, *, lr: float = 1e-3, weight_decay: float = 0.0,
                  lr_step: int = 0, lr_gamma: float = 0.5, distance: str = "euclidean",
                  loss: str = "cross_entropy", loss_options: dict | None = None) -> None:

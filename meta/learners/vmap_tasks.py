@@ -9,15 +9,14 @@ statistics, which only matter when evaluating with ``bn_mode: eval``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch.func import functional_call, grad, vmap
 
 from ..episodes import Episode
-
-if TYPE_CHECKING:
-    from .maml import MetaModel
+from ..losses import Loss
+from .fast_weights import MetaModel
 
 
 def stackable(episodes: Sequence[Episode]) -> bool:
@@ -29,29 +28,19 @@ def stackable(episodes: Sequence[Episode]) -> bool:
                                                                     first.query_x, first.query_y)))
 
 
-def batched_query_logits(meta: "MetaModel", episodes: Sequence[Episode], steps: int, first_order: bool,
-                         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def batched_query_logits(meta: MetaModel, episodes: Sequence[Episode], steps: int, first_order: bool,
+                         loss_fn: Loss) -> torch.Tensor:
     """Query logits [tasks, queries, n_way] after ``steps`` inner steps on every task's support set."""
-    from .maml import _key
     start = dict(meta.adaptable())
-    lrs = {n: (meta.lrs[_key(n)] if meta.lrs is not None else meta.inner_lr) for n in start}
+    lrs = {n: meta.inner_lr_of(n) for n in start}
     shared = dict(meta.named_buffers())
     copies = {n: b.unsqueeze(0).expand(len(episodes), *b.shape).clone() for n, b in shared.items()}
     sx, sy, qx = (torch.stack([getattr(ep, a) for ep in episodes]) for a in ("support_x", "support_y", "query_x"))
 
     def task(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, bufs: dict[str, torch.Tensor]) -> torch.Tensor:
-        def at_step(step: int) -> dict[str, torch.Tensor]:
-            if meta.bn_stats != "per_step":
-                return {n: b for n, b in bufs.items() if n.startswith("backbone.")}
-            prefix = f"step{min(step, meta.steps)}__"
-            counters = {n: b for n, b in bufs.items()
-                        if n.startswith("backbone.") and n.endswith("num_batches_tracked")}
-            return {**counters, **{"backbone." + n[len(prefix):].replace("__", "."): b for n, b in bufs.items()
-                                   if n.startswith(prefix)}}
-
         params = dict(start)
         if meta.anil:  # the backbone does not change: features once, the head adapts
-            backbone = {n[len("backbone."):]: b for n, b in at_step(0).items()}
+            backbone = {n[len("backbone."):]: b for n, b in meta.task_buffers(bufs, 0).items()}
             feats = functional_call(meta.backbone, backbone, (torch.cat([sx, qx]),)).flatten(1)
             support, query = feats[: len(sy)], feats[len(sy):]
 
@@ -62,11 +51,11 @@ def batched_query_logits(meta: "MetaModel", episodes: Sequence[Episode], steps: 
             def support_loss(p: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> torch.Tensor:
                 return loss_fn(functional_call(meta, {**p, **buffers}, (sx,)), sy)
         for step in range(steps):
-            g = grad(support_loss)(params, {} if meta.anil else at_step(step))
+            g = grad(support_loss)(params, {} if meta.anil else meta.task_buffers(bufs, step))
             params = {n: p - lrs[n] * (g[n].detach() if first_order else g[n]) for n, p in params.items()}
         if meta.anil:
             return torch.nn.functional.linear(query, params["head.weight"], params["head.bias"])
-        return functional_call(meta, {**params, **at_step(steps)}, (qx,))
+        return functional_call(meta, {**params, **meta.task_buffers(bufs, steps)}, (qx,))
 
     logits = vmap(task, randomness="different")(sx, sy, qx, copies)
     with torch.no_grad():  # running statistics: the mean over tasks (counters advance as in one task)

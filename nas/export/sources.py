@@ -75,18 +75,16 @@ def _provenance(run_path: Path, summary: dict, config: dict) -> dict:
             "config": config}
 
 
-def _input_spec(summary: dict, cfg, ds=None) -> dict:
+def _input_spec(summary: dict, cfg) -> dict:
     if "input" in summary:
         return summary["input"]
-    if ds is None:  # runs written before summaries carried their input: ask the data
-        from ..pipeline import build_dataset
-        ds = build_dataset(cfg)
-    return {"shape": list(ds.image_shape), "mean": list(ds.mean), "std": list(ds.std), "dataset": ds.name}
+    from ..pipeline import build_dataset, input_spec
+    return input_spec(build_dataset(cfg))  # runs written before summaries carried their input: ask the data
 
 
 def from_retrain_run(run_path: Path, overrides: list[str]) -> list[Exportable]:
     from ..checks import load_config
-    from ..pipeline import GENOTYPE_FILE, MODEL_FILE
+    from ..runs import GENOTYPE_FILE, MODEL_FILE
     summary, config = _read_json(run_path / "summary.json"), _load_yaml(run_path / "config.yaml")
     cfg = load_config(run_path / "config.yaml", overrides)
     spec = _input_spec(summary, cfg)
@@ -100,46 +98,43 @@ def from_retrain_run(run_path: Path, overrides: list[str]) -> list[Exportable]:
     train = summary.get("train", {})
     origin = (f"trained with {summary.get('learner')} for {train.get('steps')} episodes "
               f"({train.get('weights', 'last step')} weights)")
-    if _fold_learned_scale_shift(run_path, net, spec["shape"]):
-        origin += "; the meta-learned scale/shift (MTL) folded into the weights"
+    folded = _fold_learned_state(run_path, net, spec["shape"], summary.get("learner") or cfg.train.learner)
+    if folded:
+        origin += f"; {folded}"
     accuracy = list(summary.get("results", []))
     for ev in sorted(run_path.glob("eval-*/summary.json")):  # later fsnas evaluate runs inside the folder
         accuracy += _read_json(ev).get("results", [])
     return [Exportable(genotype, net, spec, origin, _provenance(run_path, summary, config), accuracy)]
 
 
-def _fold_learned_scale_shift(run_path: Path, net: nn.Module, shape: list[int]) -> bool:
-    """An MTL run keeps its frozen backbone in model.pt and the scale/shift it learned in learner.pt: write
-    the scale/shift into the exported weights, so the plain backbone computes what was evaluated."""
-    from meta.scale_shift import FoldError, ScaleShift, fold_scale_shift
-    from ..pipeline import LEARNER_FILE
+def _fold_learned_state(run_path: Path, net: nn.Module, shape: list[int], learner: str) -> str | None:
+    """A run keeps its backbone in model.pt and what its learner (the one that trained it) learned besides in
+    learner.pt: where the learner can (MTL's scale/shift), write that into the exported weights, so the plain
+    backbone computes what was evaluated.  Returns what was folded (None: nothing)."""
+    from meta.learners import LEARNERS
+    from meta.scale_shift import FoldError
+    from ..runs import LEARNER_FILE
     path = run_path / LEARNER_FILE
     if not path.is_file():
-        return False
+        return None
     try:
         learned = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ExportError(f"{path} is not a plain state dict ({type(exc).__name__}); it is never unpickled") from None
-    if "ss" not in learned:
-        return False
-    ss = ScaleShift(net)
     try:
-        ss.load_state_dict(learned["ss"])
-        fold_scale_shift(net, ss, torch.zeros(2, *shape))
-    except (FoldError, RuntimeError) as exc:
-        raise ExportError(f"{run_path}: the run's scale/shift cannot be folded into the plain backbone ({exc}); "
-                          f"evaluate the run itself (fsnas evaluate) instead of an export") from None
-    return True
+        return LEARNERS[learner].fold_into_backbone(net, learned, shape)
+    except FoldError as exc:
+        raise ExportError(f"{run_path}: the run's {exc}; evaluate the run itself (fsnas evaluate) instead of an "
+                          f"export") from None
 
 
 def from_search_run(run_path: Path, overrides: list[str], ranks: list[int] | None) -> list[Exportable]:
     """Candidates of a search run (``ranks``: 1-based positions in candidates.json; None: the result)."""
     from ..checks import load_config
-    from ..pipeline import prepare
+    from ..pipeline import input_spec, prepare
     from ..runs import RunDir
     from ..search.evolution import recalibrate_bn
     from ..search.loop import search_samplers
-    from search_spaces import create_supernet
     summary, config = _read_json(run_path / "summary.json"), _load_yaml(run_path / "config.yaml")
     cfg = load_config(run_path / "config.yaml", overrides)
     table = _read_json(run_path / "candidates.json") if (run_path / "candidates.json").is_file() else []
@@ -151,8 +146,7 @@ def from_search_run(run_path: Path, overrides: list[str], ranks: list[int] | Non
     # the data: for BatchNorm recalibration and the input normalisation
     prepared = prepare(cfg, train=False, test=False, search=True)
     ds, device = prepared.ds, prepared.device
-    torch.manual_seed(cfg.seed)
-    supernet = create_supernet(cfg.search.space, ds.image_shape[0], **cfg.search.space_options)
+    supernet = prepared.search.supernet.cpu()  # the run's supernet, its trained weights loaded below
     state = RunDir(run_path).load_checkpoint("search")
     if state is None:
         raise ExportError(f"{run_path} has no checkpoints/search.pt: the supernet weights are gone, so the "
@@ -167,7 +161,7 @@ def from_search_run(run_path: Path, overrides: list[str], ranks: list[int] | Non
         subnet = supernet.subnet(genotype)
         recalibrate_bn(subnet, batches)
         net = as_affine_network(genotype, ds.image_shape[0], subnet.state_dict())
-        spec = {"shape": list(ds.image_shape), "mean": list(ds.mean), "std": list(ds.std), "dataset": ds.name}
+        spec = input_spec(ds)
         origin = (f"inherited from the {cfg.search.sampler} supernet after {cfg.search.steps} search steps, "
                   f"BatchNorm recalibrated on {n} meta-train episodes (not retrained)")
         out.append(Exportable(genotype, net, spec, origin, _provenance(run_path, summary, config),

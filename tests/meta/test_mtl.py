@@ -24,9 +24,15 @@ def test_scale_shift_at_init_leaves_every_backbone_unchanged():
         with torch.no_grad():
             before = net(x)
             ss = ScaleShift(net).attach()
-            assert torch.equal(net(x), before)
+            hooked = net(x)
+            if any(m.bias is not None for m in ss.convs.values()):
+                # the hook computes (out - b) * 1 + b + 0, which rounds away from out by an ulp here and there
+                # (how often depends on the CPU's kernels: AMD EPYC differs), so it is equal within float32 rounding
+                torch.testing.assert_close(hooked, before, rtol=1e-5, atol=1e-6)
+            else:  # out * 1 + 0 is out to the bit, whatever the kernels
+                assert torch.equal(hooked, before)
             ss.detach()
-            assert torch.equal(net(x), before)
+            assert torch.equal(net(x), before)  # the same kernels on the same input again
 
 
 def test_scale_shift_scales_kernels_and_shifts_biases():

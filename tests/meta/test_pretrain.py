@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from meta.data import load_dataset
-from meta.learners.maml import feature_dim
+from meta.learners.fast_weights import feature_dim
 from meta.pretrain import ImageBatches, Pretrainer
 from search_spaces import create_model
 

@@ -1,0 +1,18 @@
+"""LOSSES: name -> loss class, built as ``create_loss(name, class_counts, **options)`` into a ``Loss`` called
+as ``loss(logits, labels, features=None)``.  Learners take a loss by name, so long-tail losses plug in as
+one class and one registry line.
+
+Losses that depend on the class frequencies declare ``needs_counts`` and take ``class_counts`` (images per
+class, from the data: never typed by hand; ``create_loss`` passes them).  Every loss equals cross-entropy
+at its neutral setting and is computed in log space, so logits of +-1e4 stay finite.
+"""
+
+from .base import LOSSES, Loss, checked_counts, create_loss, needs_class_counts
+from .episodic import EpisodicLoss
+from .long_tail import (CDT, LDAM, SEQL, BalancedSoftmax, ClassBalanced, CountLoss, InfluenceBalanced,
+                        effective_number_weights)
+from .plain import CrossEntropy, Focal, focal_terms
+
+__all__ = ["BalancedSoftmax", "CDT", "ClassBalanced", "CountLoss", "CrossEntropy", "EpisodicLoss", "Focal",
+           "InfluenceBalanced", "LDAM", "LOSSES", "Loss", "SEQL", "checked_counts", "create_loss",
+           "effective_number_weights", "focal_terms", "needs_class_counts"]
