@@ -19,7 +19,6 @@ from meta.evaluation import evaluate
 from meta.learners import LEARNERS, Learner, create_learner
 from search_spaces import FixedGenotype, Genotype, build_network, load_genotype
 
-from .checks.options import factory_params
 from .config import RunConfig
 from .errors import ConfigError, UserError
 from .runs import GENOTYPE_FILE, LEARNER_FILE, MODEL_FILE, RunDir
@@ -106,8 +105,8 @@ def build_learner(cfg: RunConfig, model: nn.Module, device: torch.device,
                   in_shape: tuple[int, ...] | None = None) -> Learner:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    accepted = factory_params(LEARNERS[cfg.train.learner], ("self", "model"))
-    given = {k: v for k, v in (("n_way", cfg.train.episode.n_way), ("in_shape", in_shape)) if k in accepted}
+    available = {"n_way": cfg.train.episode.n_way, "in_shape": in_shape}  # what meta.learners.GIVEN names
+    given = {k: available[k] for k in LEARNERS[cfg.train.learner].needs}
     try:
         learner = create_learner(cfg.train.learner, model.to(device), **given, **cfg.train.options).to(device)
     except ValueError as exc:
@@ -150,7 +149,7 @@ def evaluate_tasks(cfg: RunConfig, ds: FewShotDataset, learner: Learner, device:
                "seconds": round(time.perf_counter() - t0, 2)}
         if task.shot_profile != "balanced":
             row.update(shot_profile=task.shot_profile, min_shot=task.min_shot)
-        if hasattr(learner, "test_steps"):
+        if learner.inner_loop:
             row["inner_steps"] = learner.test_steps
         run.log({"phase": "eval", **row})
         log.info("%s %d-way %d-shot: %s", ds.name, task.n_way, task.k_shot, res.line())

@@ -1,4 +1,7 @@
-"""Learners: ProtoNet, MAML (first/second order, ANIL, Meta-SGD), MTL phase 2, the fine-tune baseline."""
+"""Learners: ProtoNet, MAML (first/second order, ANIL, Meta-SGD), MTL phase 2, the fine-tune baseline.  A new
+learner is one module here whose class is decorated with ``@LEARNERS.register(name)``."""
+
+from fsnas_core.plugins import import_submodules
 
 from .base import GIVEN, Learner
 from .fast_weights import FastModel, MetaModel
@@ -7,6 +10,8 @@ from .maml import MAML
 from .mtl import MTL
 from .protonet import ProtoNet, prototype_logits, prototypes
 from .registry import LEARNERS
+
+import_submodules(__name__, __path__)  # every learner module registers itself in LEARNERS
 
 
 def create_learner(name: str, model, **options) -> Learner:

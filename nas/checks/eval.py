@@ -7,7 +7,7 @@ from meta.learners import LEARNERS
 from ..config import EvalConfig, TrainConfig
 from ..errors import ConfigError
 from .episodes import check_episode
-from .options import factory_params, positive
+from .options import positive
 
 
 def check_eval(ec: EvalConfig, tc: TrainConfig) -> None:
@@ -16,8 +16,8 @@ def check_eval(ec: EvalConfig, tc: TrainConfig) -> None:
     positive("eval.episodes", ec.episodes)
     for i, task in enumerate(ec.tasks):
         check_episode(f"eval.tasks.{i}", task)
-    params = factory_params(LEARNERS[tc.learner], ("self", "model"))
-    if "n_way" in params:  # a learner with an n_way classifier head (MAML) tests the ways it learned
+    learner = LEARNERS[tc.learner]
+    if learner.fixed_ways:  # a learner with an n_way classifier head (MAML) tests the ways it learned
         for i, task in enumerate(ec.tasks):
             if task.n_way != tc.episode.n_way:
                 raise ConfigError(f"eval.tasks.{i}.n_way: learner {tc.learner} meta-trains a "
@@ -28,7 +28,7 @@ def check_eval(ec: EvalConfig, tc: TrainConfig) -> None:
         if ec.inner_steps < 0:
             raise ConfigError(f"eval.inner_steps: {ec.inner_steps} must be >= 0 (or null: the learner's own)",
                               key="eval.inner_steps")
-        if "test_steps" not in params:
+        if not learner.inner_loop:
             raise ConfigError(f"eval.inner_steps: the {tc.learner} learner has no inner loop at test time; "
                               f"leave eval.inner_steps null", key="eval.inner_steps")
     if ec.bn_mode not in ("eval", "transductive"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meta.learners import LEARNERS
+from meta.learners import GIVEN, LEARNERS
 
 from ..config import TrainConfig
 from ..errors import ConfigError
@@ -10,20 +10,17 @@ from .episodes import check_episode
 from .losses import check_loss
 from .options import check_options, factory_params, known, positive
 
-LEARNER_GIVEN = ("n_way", "in_shape")  # learner parameters the pipeline fills from train.episode and the data
-
-
 def learner_options(name: str) -> dict:
-    """The options ``train.options`` may set for learner ``name`` (its constructor's, less what is given)."""
-    params = factory_params(LEARNERS[name], ("self", "model"))
-    return {k: v for k, v in params.items() if k not in LEARNER_GIVEN}
+    """The options ``train.options`` may set for learner ``name``: its constructor's, less what the pipeline
+    gives it from the task and the data."""
+    return factory_params(LEARNERS[name], ("self", "model", *GIVEN))
 
 
 def check_train(tc: TrainConfig) -> None:
     known("train.learner", tc.learner, LEARNERS)
     learner = LEARNERS[tc.learner]
     check_options("train.options", tc.options, learner_options(tc.learner), f"learner {tc.learner}")
-    check_loss("train.options", tc.options, episodic="loss" in factory_params(learner, ("self", "model")))
+    check_loss("train.options", tc.options, episodic=learner.takes_loss)
     positive("train.steps", tc.steps, 0)
     if tc.steps and not learner.meta_trains:
         raise ConfigError(f"train.steps: the {tc.learner} learner does not meta-train; set train.steps=0 "
