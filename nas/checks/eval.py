@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from meta.batchnorm import BN_MODES
 from meta.learners import LEARNERS
 
 from ..config import EvalConfig, TrainConfig
@@ -31,5 +32,5 @@ def check_eval(ec: EvalConfig, tc: TrainConfig) -> None:
         if not learner.inner_loop:
             raise ConfigError(f"eval.inner_steps: the {tc.learner} learner has no inner loop at test time; "
                               f"leave eval.inner_steps null", key="eval.inner_steps")
-    if ec.bn_mode not in ("eval", "transductive"):
+    if ec.bn_mode not in BN_MODES:
         raise ConfigError(f"eval.bn_mode: '{ec.bn_mode}' is not a BatchNorm mode; use eval or transductive")
