@@ -160,6 +160,7 @@ def test_latency_commands_build_measure_validate(tmp_path, capsys):
     fast = ["--warmup", "0", "--repeats", "2", "--threads", "1"]
     assert cli.main(["-q", "latency", "build", "--space", str(cfg), "--image-shape", "1x16x16", "--out", str(table),
                      *fast]) == 0
+    assert "fixed parts timed on" in capsys.readouterr().out  # the summary is printed, -q or not
     assert cli.main(["-q", "latency", "build", "--space", str(cfg), "--out", str(table)]) == 2  # never overwritten
     assert "exists" in capsys.readouterr().err
     g = create_supernet("darts", 1, **SPACES["darts"]).sample_path(torch.Generator().manual_seed(0))
@@ -167,12 +168,19 @@ def test_latency_commands_build_measure_validate(tmp_path, capsys):
     assert cli.main(["-q", "latency", "measure", str(tmp_path / "g.yaml"), "--table", str(table), *fast,
                      "--out", str(tmp_path / "m.json")]) == 0
     m = json.loads((tmp_path / "m.json").read_text())
+    ms, predicted = m["measured"]["median_ms"], m["predicted_ms"]
+    assert capsys.readouterr().out == (f"measured {ms:.3f} ms (median of 2); predicted {predicted:.3f} ms (sum, "
+                                       f"{(predicted - ms) / ms:+.1%})\n")
     assert m["predicted_ms"] > 0 and m["measured"]["count"] == 2 and m["input"] == [1, 16, 16]
     assert cli.main(["-q", "latency", "measure", str(tmp_path / "g.yaml"), "--table", str(table), "--threads",
                      "2"]) == 2
     assert "another setup (threads: 1 != 2)" in capsys.readouterr().err
     assert cli.main(["-q", "latency", "validate", str(table), "--samples", "6", "--out", str(tmp_path / "v")]) == 0
     report = json.loads((tmp_path / "v" / "report.json").read_text())
+    printed = capsys.readouterr().out.splitlines()
+    assert [line[:12] for line in printed[:3]] == ["table sum:  ", "calibrated: ", "per op:     "]
+    chosen = report["predictor"]
+    assert printed[3] == f"predictor: {chosen['kind']} ({chosen['why']}); report: {tmp_path / 'v'}"
     assert report["samples"] == 6 and len(report["networks"]) == 6 and (tmp_path / "v" / "validation.png").is_file()
     assert LatencyTable.load(table).predictor["kind"] in ("sum", "calibrated", "per_op")
     assert set(report) >= {"table_sum", "calibrated_cv", "per_op_cv", "fitted"}

@@ -146,6 +146,21 @@ def test_asha_stops_weak_trials_and_lets_one_finish(drivers, tmp_path):
         assert (vals == 10) == (t["status"] == "finished")
 
 
+def test_trial_state_lines_are_plain_stdout_lines_that_q_quiets(capsys):
+    """The driver's Tune callback logs each state change; the CLI writes those lines to stdout as they are."""
+    from types import SimpleNamespace
+    from nas.tuning.callbacks import TrialLines
+    trial = SimpleNamespace(trial_id="t_00001", config={"overrides": {"seed": 3}}, last_result={"fsnas_final": True})
+    for quiet in (False, True):
+        assert cli.main([*(["-q"] if quiet else []), "data", "list"]) == 0  # sets up the output as for any command
+        capsys.readouterr()
+        TrialLines().on_trial_complete(0, [], trial)
+        TrialLines().on_trial_start(0, [], SimpleNamespace(trial_id="t_00002", config={}))
+        captured = capsys.readouterr()
+        assert captured.out == ("" if quiet else "trial t_00001 finished (seed=3)\ntrial t_00002 started\n")
+        assert captured.err == ""
+
+
 def test_bad_input_is_refused_before_ray_starts(tmp_path, capsys):
     def refused(*args, message):
         assert cli.main(["-q", "tune", *map(str, args)]) == 2
