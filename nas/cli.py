@@ -19,8 +19,6 @@ from .config import load_config
 from .errors import ConfigError, UserError
 from .runs import RunDir
 
-log = logging.getLogger("nas")
-
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import logging
 import shutil
 import tempfile
 import time
@@ -26,8 +25,6 @@ from ..latency.fingerprint import device_summary
 from ..runs import atomic_torch_save
 from .card import write_card
 from .sources import ExportError, Exportable
-
-log = logging.getLogger(__name__)
 
 FORMAT = "fsnas-export/1"
 GENOTYPE_FILE, WEIGHTS_FILE, CARD_FILE = "genotype.yaml", "weights.pt", "model_card.json"

@@ -129,7 +129,3 @@ def plot_front(path: Path, rows: list[dict], scored: list[int], front: list[int]
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     tmp.replace(path)
-
-
-def load_results(exp: Path) -> dict:
-    return json.loads((Path(exp) / RESULTS_FILE).read_text())
