@@ -1,8 +1,9 @@
 """The ``fsnas`` command line.
 
-Each subcommand is one function registered in ``COMMANDS`` with its argument set-up; ``search``,
-``export``, ``latency`` and ``tune`` join the same table when they exist.  Bad input raises
-``UserError``: its message is printed without a traceback and the exit code is 2.
+Each subcommand is one function registered in ``COMMANDS`` with its argument set-up.  This layer is what
+writes for the user: a command prints its results on stdout; library modules log (``-q``: warnings only,
+``-v``: debug), and the info lines of ``OUTPUT_LOGGERS`` (output as a command runs) reach stdout as plain
+lines.  Bad input raises ``UserError``: its message is printed without a traceback and the exit code is 2.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from typing import Callable
 from .checks import load_config
 from .errors import ConfigError, UserError
 from .runs import RunDir
-
-log = logging.getLogger("nas")
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
@@ -219,7 +218,8 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
                     "a table's predictions", _latency_args)
 def cmd_latency(args: argparse.Namespace) -> int:
     from .latency.commands import run
-    return run(args)
+    print(run(args))
+    return 0
 
 
 def _tune_args(p: argparse.ArgumentParser) -> None:
@@ -234,25 +234,33 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
                  "with a results table and the Pareto front of accuracy against latency", _tune_args)
 def cmd_tune(args: argparse.Namespace) -> int:
     from .tuning import driver
+    from .tuning.results import TABLE_FILE
+    from .tuning.space import check_space, trial_count
     config, overrides = _split_overrides(args)
     if args.resume:
         if config or overrides or args.out:
             raise UserError("--resume continues an experiment with its own config.yaml; give no config, overrides "
                             "or --out with it")
-        driver.resume(args.resume, quiet=args.quiet)
-        return 0
-    if config is None or not args.out:
-        raise UserError("give a config file and --out, e.g. fsnas tune configs/tune/omniglot_spos_latency_cpu.yaml "
-                        "--out runs/sweep")
-    cfg = load_config(config, overrides)
-    from .tuning.space import check_space
-    try:
-        parsed = check_space(cfg)
-    except ConfigError as exc:
-        raise exc.in_file(config) from None
-    _prepare(cfg, config, train=cfg.tune.job != "search", test=cfg.tune.job != "search",
-             search=cfg.tune.job == "search" or (cfg.tune.job == "run" and cfg.search.enabled))
-    driver.start(cfg, config, args.out, quiet=args.quiet, parsed=parsed)
+        cfg, exp = driver.open_experiment(args.resume)
+        print(f"fsnas tune: resuming {exp}", flush=True)
+        report = driver.fit(cfg, exp, check_space(cfg), restore=True)
+    else:
+        if config is None or not args.out:
+            raise UserError("give a config file and --out, e.g. fsnas tune configs/tune/omniglot_spos_latency_cpu.yaml "
+                            "--out runs/sweep")
+        cfg = load_config(config, overrides)
+        try:
+            parsed = check_space(cfg)
+        except ConfigError as exc:
+            raise exc.in_file(config) from None
+        _prepare(cfg, config, train=cfg.tune.job != "search", test=cfg.tune.job != "search",
+                 search=cfg.tune.job == "search" or (cfg.tune.job == "run" and cfg.search.enabled))
+        exp = driver.new_experiment(cfg, args.out)
+        print(f"fsnas tune: {trial_count(parsed, cfg.tune.num_samples)} trials of '{cfg.tune.job}' from {config} "
+              f"-> {exp}", flush=True)
+        report = driver.fit(cfg, exp, parsed)
+    print(report["table_md"], flush=True)
+    print(f"results: {exp / TABLE_FILE}", flush=True)
     return 0
 
 
@@ -282,6 +290,31 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+# loggers whose info lines are a command's own output as it runs (Ray Tune's trial state changes): written
+# to stdout as plain lines, not as diagnostics; -q quiets them like other info
+OUTPUT_LOGGERS = ("nas.tuning.callbacks",)
+
+
+class _PlainStdout(logging.Handler):
+    """Each record's message as one line on the stdout of the moment (which tests may have swapped)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def _route_output_lines(level: int) -> None:
+    for name in OUTPUT_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.propagate = False
+        if not any(isinstance(h, _PlainStdout) for h in logger.handlers):  # main may run more than once
+            logger.addHandler(_PlainStdout())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsnas", description="Neural architecture search for few-shot backbones.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
@@ -299,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _route_output_lines(level)
     try:
         return args.func(args)
     except UserError as exc:

@@ -4,7 +4,6 @@ the classifier is dropped afterwards and the backbone goes on to the learner."""
 
 from __future__ import annotations
 
-import logging
 import time
 
 import torch
@@ -18,8 +17,6 @@ from meta.pretrain import ImageBatches, Pretrainer, base_class_accuracy, retrain
 from .config import RunConfig
 from .errors import ConfigError
 from .runs import RunDir
-
-log = logging.getLogger(__name__)
 
 
 def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: RunDir, device: torch.device,

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 
 from .config import RunConfig, dump_config
 from .errors import UserError
 
+METRICS_FILE = "metrics.jsonl"
 GENOTYPE_FILE = "genotype.yaml"
 MODEL_FILE = "model.pt"
 LEARNER_FILE = "learner.pt"
@@ -102,27 +102,20 @@ class RunDir:
         return self.path / "config.yaml"
 
     @property
-    def metrics_path(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
     def summary_path(self) -> Path:
         return self.path / "summary.json"
 
     def checkpoint_path(self, name: str) -> Path:
         return self.path / "checkpoints" / f"{name}.pt"
 
-    def read_config(self) -> dict:
-        return yaml.safe_load(self.config_path.read_text()) or {}
-
     # -- metrics --------------------------------------------------------------------------------
-    def log(self, record: dict, file: str = "metrics.jsonl") -> None:
+    def log(self, record: dict, file: str = METRICS_FILE) -> None:
         with open(self.path / file, "a") as f:
             f.write(json.dumps(record, default=float) + "\n")
         for listener in self.listeners:
             listener(record)
 
-    def read_metrics(self, file: str = "metrics.jsonl") -> list[dict]:
+    def read_metrics(self, file: str = METRICS_FILE) -> list[dict]:
         path = self.path / file
         if not path.exists():
             return []
@@ -134,7 +127,7 @@ class RunDir:
                 continue
         return out
 
-    def truncate_metrics(self, phase: str, after_step: int, file: str = "metrics.jsonl") -> None:
+    def truncate_metrics(self, phase: str, after_step: int, file: str = METRICS_FILE) -> None:
         """Drop ``phase`` lines logged after ``after_step`` (written after the checkpoint we resume from)."""
         keep = [r for r in self.read_metrics(file) if not (r.get("phase") == phase and r.get("step", 0) > after_step)]
         atomic_write_bytes(self.path / file, "".join(json.dumps(r) + "\n" for r in keep).encode())

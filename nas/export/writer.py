@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import logging
-import platform
 import shutil
 import tempfile
 import time
@@ -23,11 +21,10 @@ from torch import nn
 from search_spaces.counting import count_module
 
 from ..latency import measure_latency
+from ..latency.fingerprint import device_summary
 from ..runs import atomic_torch_save
 from .card import write_card
 from .sources import ExportError, Exportable
-
-log = logging.getLogger(__name__)
 
 FORMAT = "fsnas-export/1"
 GENOTYPE_FILE, WEIGHTS_FILE, CARD_FILE = "genotype.yaml", "weights.pt", "model_card.json"
@@ -42,21 +39,6 @@ def sha256(path: Path) -> str:
 def check_out_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} already exists and is not empty; nothing was overwritten. Choose another --out")
-
-
-def device_fingerprint(device: torch.device) -> dict:
-    if device.type == "cuda":
-        return {"type": "cuda", "name": torch.cuda.get_device_name(device), "cuda": torch.version.cuda,
-                "torch": torch.__version__}
-    return {"type": "cpu", "name": _cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__}
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> torch.Tensor:
@@ -133,7 +115,7 @@ def _write(item: Exportable, folder: Path, device: torch.device, latency_batch: 
 
     params, macs = count_module(net, shape)
     timed = net.to(device)
-    latency = {"device": device_fingerprint(device), "table": None,
+    latency = {"device": device_summary(device), "table": None,
                "batch_1": measure_latency(timed, (1, *shape), device, warmup=min(10, repeats),
                                           repeats=repeats).to_dict(),
                f"batch_{latency_batch}": measure_latency(timed, (latency_batch, *shape), device,

@@ -1,5 +1,5 @@
 """Latency on the target device: timing modules, per-op lookup tables with device fingerprints, the
-predictor built on a table (plain sum or calibrated), and its validation against end-to-end timing."""
+predictor built on a table (plain sum, calibrated, or per op type), and its validation against end-to-end timing."""
 
 from .fingerprint import device_fingerprint
 from .measure import LatencyStats, measure_latency

@@ -1,4 +1,5 @@
-"""``fsnas latency build | measure | validate``: the command-line side of latency tables."""
+"""``fsnas latency build | measure | validate``: the command-line side of latency tables.  Each action
+returns its summary for the CLI to print."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def _genotype(target: str):
         raise UserError(f"{path}: {exc}") from None
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def cmd_build(args: argparse.Namespace) -> str:
     from ..checks import load_config
     from .table import build_table
     _check_timing(args)
@@ -117,12 +118,11 @@ def cmd_build(args: argparse.Namespace) -> int:
                         progress=not args.quiet)
     table.save(out)
     fp = table.fingerprint
-    print(f"{len(table.entries)} op entries and {len(table.fixed)} fixed parts timed on {fp['device']} "
-          f"({fp['dtype']}, batch {fp['batch']}{', %d threads' % fp['threads'] if 'threads' in fp else ''}): {out}")
-    return 0
+    return (f"{len(table.entries)} op entries and {len(table.fixed)} fixed parts timed on {fp['device']} "
+            f"({fp['dtype']}, batch {fp['batch']}{', %d threads' % fp['threads'] if 'threads' in fp else ''}): {out}")
 
 
-def cmd_measure(args: argparse.Namespace) -> int:
+def cmd_measure(args: argparse.Namespace) -> str:
     from .table import LatencyTable
     _check_timing(args)
     out = _new_file(args.out) if args.out else None
@@ -136,7 +136,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         return _measure(args, out, genotype, table, shape, batch, dtype, device)
 
 
-def _measure(args, out, genotype, table, shape, batch, dtype, device) -> int:
+def _measure(args, out, genotype, table, shape, batch, dtype, device) -> str:
     from .table import LatencyPredictor
     from .validate import measure_network
     fp = table.fingerprint if table else {}
@@ -157,13 +157,12 @@ def _measure(args, out, genotype, table, shape, batch, dtype, device) -> int:
     if "predicted_ms" in result:
         err = (result["predicted_ms"] - stats.median_ms) / stats.median_ms
         line += f"; predicted {result['predicted_ms']:.3f} ms ({result['predictor']}, {err:+.1%})"
-    print(line)
     if out:
         out.write_text(json.dumps(result, indent=2))
-    return 0
+    return line
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace) -> str:
     from .table import LatencyTable
     from .validate import plot_validation, validate_table
     _check_timing(args)
@@ -187,17 +186,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     saved = LatencyTable.load(args.table)  # the file as it is now: only its predictor changes
     saved.predictor = table.predictor
     saved.save(args.table)
+    lines = []
     for label, key in (("table sum", "table_sum"), ("calibrated", "calibrated_cv"), ("per op", "per_op_cv")):
         m = report[key]
-        print(f"{label + ':':12s}RMSPE {m['rmspe']:.1%}, within 5% {m['within_5pct']:.0%}, within 10% "
-              f"{m['within_10pct']:.0%}, tau {m['kendall_tau']:.3f}, rho {m['spearman_rho']:.3f}"
-              + (" (2-fold cross-validated)" if key != "table_sum" else ""))
-    print(f"predictor: {table.predictor['kind']} ({table.predictor['why']}); report: {out}")
-    return 0
+        lines.append(f"{label + ':':12s}RMSPE {m['rmspe']:.1%}, within 5% {m['within_5pct']:.0%}, within 10% "
+                     f"{m['within_10pct']:.0%}, tau {m['kendall_tau']:.3f}, rho {m['spearman_rho']:.3f}"
+                     + (" (2-fold cross-validated)" if key != "table_sum" else ""))
+    lines.append(f"predictor: {table.predictor['kind']} ({table.predictor['why']}); report: {out}")
+    return "\n".join(lines)
 
 
 ACTIONS = {"build": cmd_build, "measure": cmd_measure, "validate": cmd_validate}
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> str:
+    """The action's summary (what ``fsnas latency ACTION`` prints)."""
     return ACTIONS[args.action](args)

@@ -3,6 +3,7 @@ and (on CPU) the thread count and the allocator setting timings use.  A table is
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from pathlib import Path
 
@@ -14,9 +15,8 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text(errors="replace").splitlines():
+    with contextlib.suppress(OSError):  # no /proc/cpuinfo (not Linux), or not readable
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
@@ -41,6 +41,14 @@ def device_fingerprint(device: torch.device | str, dtype: str, batch: int, threa
                    "threads": int(threads if threads is not None else torch.get_num_threads()),
                    "allocator": steady_cpu_allocator()})
     return fp
+
+
+def device_summary(device: torch.device | str) -> dict:
+    """The device as a model card states it: type, name, the CUDA version (GPU) or the thread count (CPU), and
+    torch's version; the same fields as in ``device_fingerprint``."""
+    fp = device_fingerprint(device, "float32", 1)
+    extra = {"cuda": fp["cuda"]} if fp["device_type"] == "cuda" else {"threads": fp["threads"]}
+    return {"type": fp["device_type"], "name": fp["device"], **extra, "torch": fp["torch"]}
 
 
 def _cuda_driver_version() -> str | None:

@@ -1,6 +1,6 @@
 """Latency lookup tables: every candidate op of a space at every shape it runs, timed on one device, with the
-device's fingerprint; and the predictor built on a table (the plain sum of entries, or a calibrated affine
-map of it fitted by ``fsnas latency validate``).
+device's fingerprint; and the predictor built on a table (the plain sum of entries, a calibrated affine map
+of it, or an intercept plus a scale per op type; ``fsnas latency validate`` fits and chooses one).
 
 A table is a JSON file: ``fingerprint``, ``space`` (name, options, image shape), ``measure`` (warm-up,
 repeats), ``entries`` and ``fixed`` (key -> median/mean/variance/count in ms), ``predictor``."""

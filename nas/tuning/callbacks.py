@@ -1,18 +1,19 @@
-"""The console output of an experiment: one line per trial state change (imported once Ray is set up)."""
+"""One log line per trial state change of an experiment (imported once Ray is set up).  The CLI writes this
+logger's info lines to stdout as they are (``fsnas -q`` quiets them with the other info)."""
 
 from __future__ import annotations
 
+import logging
+
 from ray import tune
+
+log = logging.getLogger(__name__)
 
 
 class TrialLines(tune.Callback):
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-
     def say(self, trial, what: str) -> None:
-        if not self.quiet:
-            values = ", ".join(f"{k}={v}" for k, v in trial.config.get("overrides", {}).items())
-            print(f"trial {trial.trial_id} {what}{f' ({values})' if values else ''}", flush=True)
+        values = ", ".join(f"{k}={v}" for k, v in trial.config.get("overrides", {}).items())
+        log.info("trial %s %s%s", trial.trial_id, what, f" ({values})" if values else "")
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.say(trial, "started")

@@ -1,4 +1,4 @@
-"""Start, resume and report a Ray Tune experiment of fsnas runs.
+"""Create, run and resume a Ray Tune experiment of fsnas runs.
 
 The experiment folder holds ``config.yaml`` (the config with its ``tune`` section; ``--resume`` reads it),
 ``tune/`` (Tune's experiment state and per-trial checkpoints), ``runs/<trial id>/`` (the trials' fsnas run
@@ -18,7 +18,7 @@ from ..config import RunConfig, dump_config
 from ..errors import UserError
 from ..runs import atomic_write_bytes
 from .results import write_results
-from .space import check_space, trial_count, tune_space
+from .space import tune_space
 
 CONFIG_FILE = "config.yaml"
 TUNE_DIR = "tune"
@@ -42,32 +42,29 @@ def absolute_paths(base: dict) -> dict:
     return base
 
 
-def start(cfg: RunConfig, source: str, out: str | Path, quiet: bool = False, parsed: dict | None = None) -> dict:
-    """A new experiment in ``out`` (must not exist or be empty); ``parsed``: ``check_space(cfg)`` if the caller
-    has it already."""
-    parsed = check_space(cfg) if parsed is None else parsed
+def new_experiment(cfg: RunConfig, out: str | Path) -> Path:
+    """The folder of a new experiment, ``out`` (must not exist or be empty), holding the config."""
     exp = Path(out).resolve()
     if exp.exists() and any(exp.iterdir()):
         raise UserError(f"{exp} already exists and is not empty; nothing was overwritten. Choose another --out, or "
                         f"continue that experiment with fsnas tune --resume {exp}")
     exp.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(exp / CONFIG_FILE, dump_config(cfg).encode())
-    print(f"fsnas tune: {trial_count(parsed, cfg.tune.num_samples)} trials of '{cfg.tune.job}' from {source} "
-          f"-> {exp}", flush=True)
-    return _fit(cfg, exp, parsed, restore=False, quiet=quiet)
+    return exp
 
 
-def resume(exp_dir: str | Path, quiet: bool = False) -> dict:
+def open_experiment(exp_dir: str | Path) -> tuple[RunConfig, Path]:
+    """The config and folder of an earlier experiment, to resume."""
     exp = Path(exp_dir).resolve()
     if not (exp / CONFIG_FILE).is_file() or not (exp / TUNE_DIR).is_dir():
         raise UserError(f"{exp} is not an fsnas tune experiment (no {CONFIG_FILE} and {TUNE_DIR}/ in it); give the "
                         f"--out folder of an earlier fsnas tune")
-    cfg = load_config(exp / CONFIG_FILE)
-    print(f"fsnas tune: resuming {exp}", flush=True)
-    return _fit(cfg, exp, check_space(cfg), restore=True, quiet=quiet)
+    return load_config(exp / CONFIG_FILE), exp
 
 
-def _fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool, quiet: bool) -> dict:
+def fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool = False) -> dict:
+    """Run (``restore``: resume) the experiment in ``exp``; its results report (``nas.tuning.results``).
+    ``parsed``: ``check_space(cfg)``.  Trial state changes are logged by ``nas.tuning.callbacks``."""
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
     import ray
@@ -89,7 +86,6 @@ def _fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool, quiet: bool) ->
         from .trial import run_trial
         trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
                                         {"cpu": tc.resources.cpu, "gpu": tc.resources.gpu})
-        lines = TrialLines(quiet)
         if restore:  # Tune restores its run config (the state-change lines included) with the experiment
             tuner = tune.Tuner.restore(str(exp / TUNE_DIR), trainable, resume_unfinished=True, resume_errored=True)
         else:
@@ -107,7 +103,7 @@ def _fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool, quiet: bool) ->
                                             trial_name_creator=lambda t: t.trial_id,
                                             trial_dirname_creator=lambda t: t.trial_id),
                 run_config=tune.RunConfig(
-                    name=TUNE_DIR, storage_path=str(exp), verbose=0, callbacks=[lines],
+                    name=TUNE_DIR, storage_path=str(exp), verbose=0, callbacks=[TrialLines()],
                     failure_config=tune.FailureConfig(max_failures=tc.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
         t0 = time.perf_counter()
@@ -120,10 +116,7 @@ def _fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool, quiet: bool) ->
     if tc.retime_latency:
         from .retime import retime_trials
         retime_trials(exp)
-    report = write_results(exp, cfg, parsed, errors, seconds)
-    print(report["table_md"], flush=True)
-    print(f"results: {exp / 'results.md'}", flush=True)
-    return report
+    return write_results(exp, cfg, parsed, errors, seconds)
 
 
 def _record_processes(exp: Path) -> None:

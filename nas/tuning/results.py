@@ -16,7 +16,7 @@ from ..runs import RunDir, atomic_write_bytes
 from .retime import RETIMED_FILE
 from .trial import TRIAL_FILE, latency_of, search_score, validation_accuracy
 
-RESULTS_FILE = "results.json"
+RESULTS_FILE, TABLE_FILE = "results.json", "results.md"
 
 
 def trial_rows(exp: Path, errors: dict[str, str], asha: bool, use_retimed: bool = True) -> list[dict]:
@@ -88,7 +88,7 @@ def write_results(exp: Path, cfg: RunConfig, parsed: dict, errors: dict[str, str
     if sources:
         notes.append("Latency: " + "; ".join(sources) + ".")
     report["table_md"] = "\n".join(lines + [""] + notes)
-    atomic_write_bytes(exp / "results.md", (report["table_md"] + "\n").encode())
+    atomic_write_bytes(exp / TABLE_FILE, (report["table_md"] + "\n").encode())
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["trial", *keys, "status", "accuracy", "ci95", "val_accuracy", "latency_ms", "params", "run"])
@@ -129,7 +129,3 @@ def plot_front(path: Path, rows: list[dict], scored: list[int], front: list[int]
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     tmp.replace(path)
-
-
-def load_results(exp: Path) -> dict:
-    return json.loads((Path(exp) / RESULTS_FILE).read_text())

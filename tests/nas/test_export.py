@@ -12,6 +12,7 @@ from nas import cli, load_backbone
 from nas.checks import load_config
 from nas.export import ExportError, read_card
 from nas.export.pick import pareto_front, pick_ranks
+from nas.latency.fingerprint import cpu_name
 from nas.pipeline import prepare
 from nas.runs import RunDir
 from nas.search.evolution import recalibrate_bn
@@ -77,6 +78,8 @@ def test_retrain_export_round_trips_through_every_format(runs, exported):
     assert card["macs"] > 0 and card["input"]["shape"] == [1, 28, 28] and card["input"]["dataset"] == "synthetic"
     assert card["accuracy"] == summary["results"]
     assert card["latency"]["batch_1"]["median_ms"] > 0 and card["latency"]["device"]["type"] == "cpu"
+    assert card["latency"]["device"] == {"type": "cpu", "name": cpu_name(), "threads": torch.get_num_threads(),
+                                         "torch": torch.__version__}
     assert card["provenance"]["run_id"] == "retrain" and card["provenance"]["seed"] == 0
     assert card["verification"]["onnx_max_abs_diff"] < 1e-4
     md = (exported / "model_card.md").read_text()

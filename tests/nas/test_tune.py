@@ -134,16 +134,36 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint(drivers, tmp_path)
 
 
 def test_asha_stops_weak_trials_and_lets_one_finish(drivers, tmp_path):
+    """One trial at a time, in grid order: the first validates on 2-way 5-shot tasks (chance 50%) and, alone at
+    every rung, runs to its end; the second validates on 10-way 1-shot tasks (chance 10%), so its first report is
+    below the first trial's at that rung, and ASHA stops it there."""
     exp = tmp_path / "asha"
-    out = finish(drivers("tune", TINY, "train.steps=40", "tune.space={train.options.lr: {grid: [0.00001, 0.00002, 0.002, 0.003]}}",
-                         "tune.asha={enabled: true, grace_period: 1, reduction_factor: 2, max_t: 8}", "--out", exp))
-    trials = json.loads((exp / "results.json").read_text())["trials"]
-    status = {t["values"]["train.options.lr"]: t["status"] for t in trials}
-    assert "finished" in status.values() and set(status.values()) <= {"finished", "stopped early (ASHA)"}
-    assert "stopped early" in out or all(s == "finished" for s in status.values())
-    for t in trials:  # a stopped trial has fewer validations than the 10 of a finished one
-        vals = sum('"phase": "val"' in line for line in (Path(t["run"]) / "metrics.jsonl").read_text().splitlines())
-        assert (vals == 10) == (t["status"] == "finished")
+    easy, hard = "[{n_way: 2, k_shot: 5, n_query: 5}]", "[{n_way: 10, k_shot: 1, n_query: 5}]"
+    out = finish(drivers("tune", TINY, "train.steps=40", f"tune.space={{eval.tasks: {{grid: [{easy}, {hard}]}}}}",
+                         "tune.max_concurrent=1", "tune.asha={enabled: true, grace_period: 1, reduction_factor: 2, "
+                                                  "max_t: 8}", "--out", exp))
+    trials = {t["values"]["eval.tasks"][0]["n_way"]: t
+              for t in json.loads((exp / "results.json").read_text())["trials"]}
+    vals = {n: sum('"phase": "val"' in line for line in (Path(t["run"]) / "metrics.jsonl").read_text().splitlines())
+            for n, t in trials.items()}
+    assert trials[2]["status"] == "finished" and vals[2] == 10  # every validation of 40 steps
+    assert trials[10]["status"] == "stopped early (ASHA)" and vals[10] < vals[2]
+    assert f"trial {trials[10]['trial']} stopped early (eval.tasks=" in out
+
+
+def test_trial_state_lines_are_plain_stdout_lines_that_q_quiets(capsys):
+    """The driver's Tune callback logs each state change; the CLI writes those lines to stdout as they are."""
+    from types import SimpleNamespace
+    from nas.tuning.callbacks import TrialLines
+    trial = SimpleNamespace(trial_id="t_00001", config={"overrides": {"seed": 3}}, last_result={"fsnas_final": True})
+    for quiet in (False, True):
+        assert cli.main([*(["-q"] if quiet else []), "data", "list"]) == 0  # sets up the output as for any command
+        capsys.readouterr()
+        TrialLines().on_trial_complete(0, [], trial)
+        TrialLines().on_trial_start(0, [], SimpleNamespace(trial_id="t_00002", config={}))
+        captured = capsys.readouterr()
+        assert captured.out == ("" if quiet else "trial t_00001 finished (seed=3)\ntrial t_00002 started\n")
+        assert captured.err == ""
 
 
 def test_bad_input_is_refused_before_ray_starts(tmp_path, capsys):
