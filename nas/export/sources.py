@@ -5,7 +5,6 @@ registered backbone name: initial weights).  Each becomes one or more ``Exportab
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,9 +14,6 @@ from torch import nn
 from search_spaces import MODELS, FixedGenotype, Genotype, GenotypeError, build_network, load_genotype
 
 from ..errors import UserError
-
-log = logging.getLogger(__name__)
-
 
 class ExportError(UserError):
     """An export source or an export folder that cannot be used; the message names the fix."""

@@ -22,12 +22,12 @@ from search_spaces.counting import count_module
 
 from ..latency import measure_latency
 from ..latency.fingerprint import device_summary
-from ..runs import atomic_torch_save
+from ..runs import GENOTYPE_FILE, atomic_torch_save
 from .card import write_card
 from .sources import ExportError, Exportable
 
 FORMAT = "fsnas-export/1"
-GENOTYPE_FILE, WEIGHTS_FILE, CARD_FILE = "genotype.yaml", "weights.pt", "model_card.json"
+WEIGHTS_FILE, CARD_FILE = "weights.pt", "model_card.json"  # GENOTYPE_FILE: the same name as in a run folder
 TORCHSCRIPT_FILE, ONNX_FILE = "backbone.torchscript.pt", "backbone.onnx"
 TOLERANCE = 1e-4  # max |difference| of features between the exported formats and the network
 
