@@ -52,6 +52,12 @@ class SearchStrategy:
         raise NotImplementedError(f"{type(self).__name__} chooses its architecture by evolutionary search after "
                                   f"training (nas.search.evolution.evolve)")
 
+    def state_dict(self) -> dict:  # what a checkpoint needs to resume (optimisers, schedules, generators)
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
 
 def create_strategy(name: str, supernet: nn.Module, *, steps: int, seed: int,
                     latency: LatencyObjective | None = None, options: dict | None = None) -> SearchStrategy:
