@@ -68,7 +68,7 @@ def _open_job(args: argparse.Namespace, train: bool, test: bool, search: str):
     cfg = load_config(source, overrides if not args.resume else [])
     searching = search == "always" or (search == "if_enabled" and cfg.search.enabled)
     job = _prepare(cfg, source, train=train, test=test, search=searching)
-    run = RunDir.open(args.resume) if args.resume else RunDir.create(cfg, args.out)
+    run = RunDir.resume(args.resume) if args.resume else RunDir.create(cfg, args.out)
     return cfg, run, job
 
 

@@ -11,11 +11,14 @@ Layout::
     RUN/learner.pt         what a learner predicts with besides the backbone (a MAML head, inner rates)
 
 Every file is written to a temporary name first and renamed, so a kill at any moment leaves either the
-old or the new file, never half of one.
+old or the new file, never half of one.  A process that writes a run folder (a new run, or ``--resume``) holds
+an ``fcntl`` lock on ``RUN/.lock`` for as long as it has the folder open: a second process is refused with the
+holder's PID, and a killed process leaves no stale lock (the kernel drops it).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -28,6 +31,7 @@ import torch
 from .config import RunConfig, dump_config
 from .errors import UserError
 
+LOCK_FILE = ".lock"
 METRICS_FILE = "metrics.jsonl"
 GENOTYPE_FILE = "genotype.yaml"
 MODEL_FILE = "model.pt"
@@ -62,40 +66,97 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         raise
 
 
+class RunInUse(UserError):
+    """Another process holds the run folder's lock."""
+
+
 class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         # called with every metrics record after it is written (Ray Tune trials report through this)
         self.listeners: list[Callable[[dict], None]] = []
+        self._lock_fd: int | None = None
 
     # -- creating and opening -------------------------------------------------------------------
     @classmethod
     def create(cls, cfg: RunConfig, out: str | Path | None = None) -> "RunDir":
-        """A new run folder: ``out`` if given (must not hold a run already), else out_dir/name-time."""
+        """A new run folder, made atomically and locked: ``out`` if given (absent or an empty folder), else
+        out_dir/name-time.  Two processes creating the same folder: one wins, the other is refused."""
         if out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            path = Path(cfg.out_dir) / f"{cfg.name}-{stamp}"
-            n = 1
-            while path.exists():  # bounded by the number of runs started this second
-                path = Path(cfg.out_dir) / f"{cfg.name}-{stamp}-{n}"
-                n += 1
+            Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+            for n in range(1000):  # bounded by the number of runs started this second
+                path = Path(cfg.out_dir) / (f"{cfg.name}-{stamp}" + (f"-{n}" if n else ""))
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise UserError(f"1000 run folders named {cfg.name}-{stamp}* exist in {cfg.out_dir}; give --out")
         else:
             path = Path(out)
-            if path.exists() and any(path.iterdir()):
-                raise UserError(f"{path} already exists and is not empty; nothing was overwritten. Choose another "
-                                f"--out, or continue that run with --resume {path}")
+            if path.exists() and not path.is_dir():
+                raise UserError(f"--out {path} is a file, not a folder; nothing was overwritten. Choose another --out")
+            _check_empty(path, ignore={LOCK_FILE})  # a lock alone: a creation killed before its config
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"--out {path} cannot be created ({exc.strerror}); choose a folder you can "
+                                f"write") from None
         run = cls(path)
-        path.mkdir(parents=True, exist_ok=True)
+        run.lock()
+        _check_empty(path, ignore={LOCK_FILE})  # again, under the lock: another process may have been first
         atomic_write_bytes(run.config_path, dump_config(cfg).encode())
         return run
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
+        """An existing run folder, to read."""
         run = cls(Path(path))
         if not run.config_path.is_file():
             raise UserError(f"{path} is not a run folder (no config.yaml in it); give the folder a "
                             f"previous fsnas command wrote")
         return run
+
+    @classmethod
+    def resume(cls, path: str | Path) -> "RunDir":
+        """An existing run folder, to write (``--resume``): refused while another process holds it."""
+        run = cls.open(path)
+        run.lock()
+        return run
+
+    def lock(self) -> None:
+        """Hold ``.lock`` for this process; RunInUse naming the holder's PID if another process has it.  A
+        process may lock its own folder again (POSIX record locks are per process)."""
+        if self._lock_fd is not None:
+            return
+        try:
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UserError(f"{self.path} cannot be written ({exc.strerror}); fsnas needs a writable run folder") \
+                from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunInUse(f"{self.path} is in use by process {holder}, which is writing this run folder; wait "
+                           f"for it to end (or stop it) and try again. Nothing was changed") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the lock
+            self._lock_fd = None
+
+    def __del__(self) -> None:
+        try:
+            self.unlock()
+        except Exception:  # interpreter shutdown: the process's end drops the lock anyway
+            pass
 
     @property
     def config_path(self) -> Path:
@@ -153,3 +214,9 @@ class RunDir:
 
     def read_summary(self) -> dict:
         return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
+
+
+def _check_empty(path: Path, ignore: set[str] = frozenset()) -> None:
+    if path.is_dir() and any(p.name not in ignore for p in path.iterdir()):
+        raise UserError(f"{path} already exists and is not empty; nothing was overwritten. Choose another "
+                        f"--out, or continue that run with --resume {path}")

@@ -67,7 +67,7 @@ def run_trial(config: dict, spec: dict) -> None:
         checkpoint.to_directory(str(path))  # a restarted trial on a node without the folder
     overrides = dict(config.get("overrides", {}))
     if (path / "config.yaml").is_file():
-        run = RunDir.open(path)
+        run = RunDir.resume(path)
         cfg = load_config(run.config_path)
     else:
         cfg = with_overrides(spec["base"], overrides)
