@@ -7,26 +7,13 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
-from nas import cli
 from nas.checks import load_config
 from nas.errors import UserError
 from nas.runs import LOCK_FILE, RunDir, RunInUse
 
 from ..conftest import REPO, kill_after_first_checkpoint
-from .test_cli import TINY
-
-
-@pytest.fixture
-def tiny_config(tmp_path):
-    p = tmp_path / "tiny.yaml"
-    p.write_text(yaml.safe_dump(TINY))
-    return p
-
-
-def fsnas(*args):
-    return cli.main(["-q", *map(str, args)])
+from .test_cli import fsnas, tiny_config  # noqa: F401  (tiny_config is a fixture)
 
 
 def hold_lock(folder):
