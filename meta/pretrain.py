@@ -14,6 +14,7 @@ from torch.utils.data import WeightedRandomSampler
 from .data import FewShotDataset
 from .evaluation import accuracy
 from .losses import create_loss
+from .optim_state import load_optimizer_state
 
 
 SAMPLINGS = ("instance", "class", "sqrt", "progressive")
@@ -136,8 +137,7 @@ class Pretrainer:
     def load_state_dict(self, state: dict) -> None:
         self.backbone.load_state_dict(state["backbone"])
         self.classifier.load_state_dict(state["classifier"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        load_optimizer_state(self.optimizer, self.scheduler, state["optimizer"], state["scheduler"])
         self.t = int(state.get("t", self.scheduler.last_epoch))
 
 

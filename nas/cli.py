@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .checks import load_config
-from .errors import ConfigError, UserError
+from .errors import ConfigError, Diverged, UserError
 from .runs import RunDir
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -338,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"fsnas: error: {exc}", file=sys.stderr)
         return 2
+    except Diverged as exc:
+        print(f"fsnas: stopped: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("fsnas: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
         return 130

@@ -14,3 +14,10 @@ class ConfigError(UserError):
 
     def in_file(self, file: str) -> "ConfigError":
         return ConfigError(self.message, self.key, file) if self.file is None else self
+
+
+class Diverged(Exception):
+    """Training stopped being finite (a loss, or the weights about to be saved).  The CLI prints the message and
+    exits with code 3; the run's last good checkpoint and model.pt are never overwritten by such weights."""
+
+    exit_code = 3

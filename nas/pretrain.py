@@ -15,6 +15,7 @@ from meta.learners.fast_weights import feature_dim
 from meta.pretrain import ImageBatches, Pretrainer, base_class_accuracy, retrain_classifier, tau_normalized
 
 from .config import RunConfig
+from .divergence import DivergenceGuard
 from .errors import ConfigError
 from .runs import RunDir
 
@@ -37,6 +38,7 @@ def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: R
         start = int(state["step"])
         run.truncate_metrics("pretrain", start)
     window: list[dict] = []
+    guard = DivergenceGuard("pretrain", f"Lower the learning rate (pretrain.options in {run.config_path})")
     t0 = time.perf_counter()
     for step in tqdm(range(start, pc.steps), initial=start, total=pc.steps, desc="pretrain", unit="step",
                      disable=not progress, dynamic_ncols=True):
@@ -44,13 +46,15 @@ def run_pretrain(cfg: RunConfig, ds: FewShotDataset, backbone: nn.Module, run: R
         x = x.to(device, memory_format=torch.channels_last) if cfg.channels_last else x.to(device)
         window.append(trainer.step(x, y.to(device)))
         done = step + 1
+        guard.loss(done, window[-1]["loss"])
         if done % pc.log_every == 0 or done == pc.steps:
             run.log({"phase": "pretrain", "step": done, **{k: sum(m[k] for m in window) / len(window)
                                                            for k in window[-1]}})
             window = []
         if done % pc.checkpoint_every == 0 or done == pc.steps:
-            run.save_checkpoint("pretrain", {"step": done, "trainer": trainer.state_dict(),
-                                             "rng": torch.get_rng_state()})
+            state = {"step": done, "trainer": trainer.state_dict(), "rng": torch.get_rng_state()}
+            guard.state(done, state, "pretraining checkpoint")
+            run.save_checkpoint("pretrain", state)
     last = [r for r in run.read_metrics() if r.get("phase") == "pretrain"]
     # seconds: this process's pretraining (not counting a resumed run's earlier part)
     out = {"steps": pc.steps, "classes": batches.num_classes, "seconds": round(time.perf_counter() - t0, 1)}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import tempfile
 import time
@@ -36,6 +37,20 @@ METRICS_FILE = "metrics.jsonl"
 GENOTYPE_FILE = "genotype.yaml"
 MODEL_FILE = "model.pt"
 LEARNER_FILE = "learner.pt"
+
+
+def to_json(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON: a NaN or infinite float (a diverged figure) is written as null, never as a bare NaN that
+    JSON readers refuse; other non-JSON values (tensors, numpy scalars) as floats."""
+    def clean(x: Any) -> Any:
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+    return json.dumps(clean(obj), indent=indent, allow_nan=False, default=lambda v: clean(float(v)))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -172,7 +187,7 @@ class RunDir:
     # -- metrics --------------------------------------------------------------------------------
     def log(self, record: dict, file: str = METRICS_FILE) -> None:
         with open(self.path / file, "a") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+            f.write(to_json(record) + "\n")
         for listener in self.listeners:
             listener(record)
 
@@ -191,7 +206,7 @@ class RunDir:
     def truncate_metrics(self, phase: str, after_step: int, file: str = METRICS_FILE) -> None:
         """Drop ``phase`` lines logged after ``after_step`` (written after the checkpoint we resume from)."""
         keep = [r for r in self.read_metrics(file) if not (r.get("phase") == phase and r.get("step", 0) > after_step)]
-        atomic_write_bytes(self.path / file, "".join(json.dumps(r) + "\n" for r in keep).encode())
+        atomic_write_bytes(self.path / file, "".join(to_json(r) + "\n" for r in keep).encode())
 
     # -- checkpoints and summary ------------------------------------------------------------------
     def save_checkpoint(self, name: str, state: dict) -> Path:
@@ -210,7 +225,7 @@ class RunDir:
                             f"it is never unpickled as code. Remove it to start that phase again") from None
 
     def write_summary(self, summary: dict) -> None:
-        atomic_write_bytes(self.summary_path, (json.dumps(summary, indent=2, default=float) + "\n").encode())
+        atomic_write_bytes(self.summary_path, (to_json(summary, indent=2) + "\n").encode())
 
     def read_summary(self) -> dict:
         return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}

@@ -21,6 +21,7 @@ from meta.hard_tasks import hard_episodes
 from meta.learners import Learner
 
 from .config import EpisodeConfig, RunConfig
+from .divergence import DivergenceGuard
 from .runs import RunDir
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir
         run.truncate_metrics("val", start)
         log.info("resuming %s from step %d", run.path, start)
 
+    guard = DivergenceGuard("meta-train", f"Lower the learning rate or its schedule (train.options in {run.config_path})")
     window_loss, window_acc, window_hard, window_start = [], [], [], time.perf_counter()
     t0, last = time.perf_counter(), {"loss": float("nan"), "accuracy": float("nan")}
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="meta-train", unit="step",
@@ -75,9 +77,11 @@ def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir
         episodes = [sampler.episode(step * tc.meta_batch + j).to(device) for j in range(tc.meta_batch)]
         learner.set_progress(step, tc.steps)
         last = learner.meta_train_step(episodes)
+        guard.loss(step + 1, last["loss"])
         if tc.hard_tasks and "hard_classes" in last:  # a second update on tasks of this step's failure classes
             hard = learner.meta_train_step([e.to(device) for e in
                                             hard_episodes(sampler, last["hard_classes"], tc.hard_tasks, step)])
+            guard.loss(step + 1, hard["loss"])
             window_hard.append(hard["accuracy"])
         window_loss.append(last["loss"])
         window_acc.append(last["accuracy"])
@@ -96,12 +100,16 @@ def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir
             res = evaluate(learner, validator, tc.val_episodes, device, progress=False)
             run.log({"phase": "val", "step": done, "accuracy": res.accuracy, "ci95": res.ci95})
             if best_acc is None or res.accuracy > best_acc:
+                best = {"step": done, "model": learner.model.state_dict(), "learner": learner.trained_state(),
+                        "val_accuracy": res.accuracy}
+                guard.state(done, best, "best checkpoint")
                 best_acc, best_step = res.accuracy, done
-                run.save_checkpoint("best", {"step": done, "model": learner.model.state_dict(),
-                                             "learner": learner.trained_state(), "val_accuracy": res.accuracy})
+                run.save_checkpoint("best", best)
         if done % tc.checkpoint_every == 0 or done == tc.steps:
-            run.save_checkpoint("last", {"step": done, "learner": learner.state_dict(), "rng": torch.get_rng_state(),
-                                         "best_acc": best_acc, "best_step": best_step})
+            state = {"step": done, "learner": learner.state_dict(), "rng": torch.get_rng_state(),
+                     "best_acc": best_acc, "best_step": best_step}
+            guard.state(done, state, "checkpoint")
+            run.save_checkpoint("last", state)
     seconds = time.perf_counter() - t0
     steps_run = tc.steps - start
     return TrainResult(steps=tc.steps, seconds=seconds,

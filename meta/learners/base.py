@@ -18,6 +18,7 @@ from ..episodes import Episode
 from ..evaluation import accuracy
 from ..hard_tasks import hardest_class
 from ..losses import EpisodicLoss
+from ..optim_state import load_optimizer_state
 
 
 GIVEN = ("n_way", "in_shape")  # what a caller can fill in from the task (its ways) and the data (its image shape)
@@ -109,6 +110,4 @@ class Learner(ABC):
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and "scheduler" in state:
-            self.scheduler.load_state_dict(state["scheduler"])
+        load_optimizer_state(self.optimizer, self.scheduler, state["optimizer"], state.get("scheduler"))

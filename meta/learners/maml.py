@@ -15,6 +15,7 @@ from torch import nn
 from ..batchnorm import use_bn_mode
 from ..episodes import Episode
 from ..losses import EpisodicLoss
+from ..optim_state import load_optimizer_state
 from .base import Learner
 from .fast_weights import MetaModel
 from .registry import LEARNERS
@@ -123,9 +124,7 @@ class MAML(Learner):
 
     def load_state_dict(self, state: dict) -> None:
         self.meta.load_state_dict(state["meta"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and "scheduler" in state:
-            self.scheduler.load_state_dict(state["scheduler"])
+        load_optimizer_state(self.optimizer, self.scheduler, state["optimizer"], state.get("scheduler"))
 
     def trained_state(self) -> dict:
         """The head, inner rates and per-step statistics (the backbone's weights are saved on their own)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 from ..errors import ConfigError
@@ -33,6 +34,8 @@ def check_options(key: str, options: dict, params: dict[str, inspect.Parameter],
         if not ok:
             raise ConfigError(f"{key}.{name}: expected {type(default).__name__} like the default {default!r}, "
                               f"got {value!r}", key=f"{key}.{name}")
+        if is_learning_rate(name):
+            learning_rate(f"{key}.{name}", value)
 
 
 def factory_params(factory: Any, skip: tuple[str, ...]) -> dict[str, inspect.Parameter]:
@@ -48,3 +51,13 @@ def factory_params(factory: Any, skip: tuple[str, ...]) -> dict[str, inspect.Par
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             break
     return out
+
+
+def is_learning_rate(name: str) -> bool:
+    return name == "lr" or name.endswith("_lr")
+
+
+def learning_rate(key: str, value) -> None:
+    """A learning rate must be a finite number above 0 (an infinite or zero one trains nothing or diverges)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{key}: a learning rate must be a finite number above 0, got {value!r}", key=key)

@@ -7,7 +7,7 @@ from meta.pretrain import SAMPLINGS, Pretrainer
 from ..config import LongTailConfig, PretrainConfig
 from ..errors import ConfigError
 from .losses import check_loss
-from .options import check_options, factory_params, positive
+from .options import check_options, factory_params, learning_rate, positive
 
 
 def check_pretrain(pc: PretrainConfig, lt: LongTailConfig) -> None:
@@ -31,5 +31,4 @@ def check_pretrain(pc: PretrainConfig, lt: LongTailConfig) -> None:
             raise ConfigError(f"{key}: reported on held-out base-class images, which need pretraining on a "
                               f"long-tailed split (pretrain.steps > 0, data.long_tail.imbalance, data.long_tail.heldout "
                               f"> 0, data.long_tail.split = pretrain.split)", key=key)
-    if pc.crt.lr <= 0:
-        raise ConfigError(f"pretrain.crt.lr: must be > 0, got {pc.crt.lr}", key="pretrain.crt.lr")
+    learning_rate("pretrain.crt.lr", pc.crt.lr)

@@ -8,7 +8,6 @@ Run folder additions: ``genotype.yaml`` (the result), ``candidates.json`` (top c
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -21,8 +20,9 @@ from meta.episodes import EpisodeSampler
 from search_spaces import PARAMETER_FREE, DartsGenotype
 
 from ..config import RunConfig
+from ..divergence import DivergenceGuard
 from ..errors import UserError
-from ..runs import GENOTYPE_FILE, RunDir, atomic_write_bytes
+from ..runs import GENOTYPE_FILE, RunDir, atomic_write_bytes, to_json
 from ..train import episode_sampler
 from .evolution import Candidate, evolve, score_path
 from .latency import latency_report
@@ -81,9 +81,12 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
     window: list[dict] = []
     bar = tqdm(range(start, sc.steps), initial=start, total=sc.steps, desc=f"search ({sc.sampler})", unit="step",
                disable=not progress, dynamic_ncols=True)
+    guard = DivergenceGuard("search", f"Lower the weight learning rate (search.sampler_options.w_lr in "
+                                      f"{run.config_path}) or clip gradients harder (grad_clip)")
     for step in bar:
         window.append(strategy.step(train.episode(step).to(device), val.episode(step).to(device)))
         done = step + 1
+        guard.loss(done, window[-1]["loss"])
         if done % sc.log_every == 0 or done == sc.steps:
             record = {"phase": "search", "step": done,
                       **{k: sum(m[k] for m in window) / len(window) for k in window[-1]}}
@@ -98,8 +101,10 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
             bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}")
             window = []
         if done % sc.checkpoint_every == 0 or done == sc.steps:
-            run.save_checkpoint("search", {"step": done, "supernet": supernet.state_dict(),
-                                           "sampler": strategy.state_dict(), "rng": torch.get_rng_state()})
+            state = {"step": done, "supernet": supernet.state_dict(), "sampler": strategy.state_dict(),
+                     "rng": torch.get_rng_state()}
+            guard.state(done, state, "search checkpoint")
+            run.save_checkpoint("search", state)
     train_seconds = time.perf_counter() - t0
 
     input_size = ds.image_shape
@@ -143,7 +148,7 @@ def write_results(run: RunDir, genotype, candidates: list[Candidate], sc, input_
     table = [{"rank": i + 1, "score": c.score, "params": c.params, "macs": c.genotype.macs(input_size),
               **({"predicted_latency_ms": c.latency_ms} if c.latency_ms is not None else {}),
               "genotype": c.genotype.to_dict()} for i, c in enumerate(candidates)]
-    atomic_write_bytes(run.path / "candidates.json", (json.dumps(table, indent=2) + "\n").encode())
+    atomic_write_bytes(run.path / "candidates.json", (to_json(table, indent=2) + "\n").encode())
     genotype.plot(run.path / "cells" / "genotype.png")
     history = run.read_metrics(ALPHA_FILE)
     if history:

@@ -24,6 +24,7 @@ from torch import nn
 
 from fsnas_core.registry import Registry
 from meta.episodes import Episode
+from meta.optim_state import load_optimizer_state
 from search_spaces import CellGenotype, DartsGenotype
 from search_spaces.darts import edge_offset
 
@@ -175,9 +176,8 @@ class DartsStrategy(SearchStrategy):
                 "a_opt": self.a_opt.state_dict(), "t": self.t}
 
     def load_state_dict(self, state: dict) -> None:
-        self.w_opt.load_state_dict(state["w_opt"])
-        self.w_sched.load_state_dict(state["w_sched"])
-        self.a_opt.load_state_dict(state["a_opt"])
+        load_optimizer_state(self.w_opt, self.w_sched, state["w_opt"], state["w_sched"])
+        load_optimizer_state(self.a_opt, None, state["a_opt"], None)
         self.t = int(state["t"])
 
 
@@ -228,8 +228,7 @@ class SposStrategy(SearchStrategy):
                 "gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.w_opt.load_state_dict(state["w_opt"])
-        self.w_sched.load_state_dict(state["w_sched"])
+        load_optimizer_state(self.w_opt, self.w_sched, state["w_opt"], state["w_sched"])
         self.gen.set_state(state["gen"])
 
 
