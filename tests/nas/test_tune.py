@@ -256,3 +256,15 @@ def test_a_trial_timed_on_another_kind_of_machine_is_not_timed_again_here():
     assert again["batch"] == 1 and again["threads"] == 1 and again["median_ms"] > 0
     elsewhere = dict(summary, tune_latency=dict(summary["tune_latency"], fingerprint={**here, "device": "other CPU"}))
     assert retime(elsewhere, genotype) is None  # a cluster node's CPU is not this one: its own figure stays
+
+
+def test_a_diverged_trial_is_reported_as_diverged(tmp_path):
+    from nas.tuning.results import trial_rows
+    for trial in ("t_diverged", "t_failed"):
+        (tmp_path / "runs" / trial).mkdir(parents=True)
+        (tmp_path / "runs" / trial / "trial.json").write_text(json.dumps({"trial_id": trial, "overrides": {}}))
+    errors = {"t_diverged": "nas.errors.Diverged: meta-train: the loss became nan at step 3 (last finite loss 2.1 "
+                            "at step 2). Stopped ...", "t_failed": "RuntimeError: out of memory"}
+    status = {r["trial"]: r["status"] for r in trial_rows(tmp_path, errors, asha=False)}
+    assert status == {"t_diverged": "diverged: meta-train: the loss became nan at step 3 (last finite loss 2.1 at "
+                                    "step 2). Stopped ...", "t_failed": "failed: RuntimeError: out of memory"}
