@@ -17,6 +17,7 @@ from typing import Callable
 
 from .checks import load_config
 from .errors import ConfigError, Diverged, UserError
+from .resume import RunFinished
 from .runs import RunDir
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -66,6 +67,9 @@ def _open_job(args: argparse.Namespace, train: bool, test: bool, search: str):
     else:
         source = config
     cfg = load_config(source, overrides if not args.resume else [])
+    if args.resume:
+        from .resume import check_resume
+        check_resume(RunDir.open(args.resume), cfg)
     searching = search == "always" or (search == "if_enabled" and cfg.search.enabled)
     job = _prepare(cfg, source, train=train, test=test, search=searching)
     run = RunDir.resume(args.resume) if args.resume else RunDir.create(cfg, args.out)
@@ -338,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"fsnas: error: {exc}", file=sys.stderr)
         return 2
+    except RunFinished as exc:
+        print(f"fsnas: {exc}", file=sys.stderr)
+        return 0
     except Diverged as exc:
         print(f"fsnas: stopped: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -9,6 +9,7 @@ what needs the dataset (n_way against the classes of a split, shots against the 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,19 @@ class RunConfig:
         return Path(root).expanduser() if root else None
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; learning rates are written that way, so numbers in
+    scientific notation are floats here, as in YAML 1.2 (files and overrides)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only, never objects
+
+
 def read_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     """Read ``path`` (or the defaults when None), apply overrides and convert to a typed ``RunConfig``;
     ConfigError on a bad file, key or type.  ``nas.checks.load_config`` reads and checks."""
@@ -222,7 +236,7 @@ def read_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             raise ConfigError(f"config file {p} does not exist; give the path of a YAML config "
                               f"(see configs/)")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = load_yaml(p.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p} is not valid YAML: {exc}".replace("\n", " ")) from None
         if not isinstance(data, dict):
@@ -244,7 +258,7 @@ def apply_override(data: dict, item: str) -> None:
     if not all(parts):
         raise ConfigError(f"override '{item}' has an empty key part")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     node: Any = data

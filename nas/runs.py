@@ -91,6 +91,7 @@ class RunDir:
         # called with every metrics record after it is written (Ray Tune trials report through this)
         self.listeners: list[Callable[[dict], None]] = []
         self._lock_fd: int | None = None
+        self.config_text: str | None = None  # the config this process runs with, recorded in every checkpoint
 
     # -- creating and opening -------------------------------------------------------------------
     @classmethod
@@ -122,7 +123,8 @@ class RunDir:
         run = cls(path)
         run.lock()
         _check_empty(path, ignore={LOCK_FILE})  # again, under the lock: another process may have been first
-        atomic_write_bytes(run.config_path, dump_config(cfg).encode())
+        run.config_text = dump_config(cfg)
+        atomic_write_bytes(run.config_path, run.config_text.encode())
         return run
 
     @classmethod
@@ -139,6 +141,7 @@ class RunDir:
         """An existing run folder, to write (``--resume``): refused while another process holds it."""
         run = cls.open(path)
         run.lock()
+        run.config_text = run.config_path.read_text()
         return run
 
     def lock(self) -> None:
@@ -210,8 +213,9 @@ class RunDir:
 
     # -- checkpoints and summary ------------------------------------------------------------------
     def save_checkpoint(self, name: str, state: dict) -> Path:
+        """``state`` plus the config it was made with (``config``: YAML text), so a resume can check what changed."""
         path = self.checkpoint_path(name)
-        atomic_torch_save(state, path)
+        atomic_torch_save({**state, "config": self.config_text} if self.config_text else state, path)
         return path
 
     def load_checkpoint(self, name: str, map_location: str | torch.device = "cpu") -> dict | None:

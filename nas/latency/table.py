@@ -68,12 +68,15 @@ class LatencyTable:
     def supernet(self) -> nn.Module:
         return create_supernet(self.space["name"], self.space["image_shape"][0], **self.space["options"])
 
-    def check_device(self, device: torch.device | str, threads: int | None = None, force: bool = False) -> None:
-        """Refuse a table measured elsewhere (device, software, dtype, batch, threads) unless forced."""
+    def check_device(self, device: torch.device | str, threads: int | None = None, force: bool = False,
+                     how_to_force: str = "pass --force") -> None:
+        """Refuse a table measured elsewhere (device, software, dtype, batch, threads) unless forced;
+        ``how_to_force``: what the calling command takes to force it."""
         diff = differences_here(self.fingerprint, device, threads)
         if diff and not force:
             raise LatencyTableError("the latency table was measured on another setup (" + "; ".join(diff) +
-                                    "); build a table here with fsnas latency build, or pass --force to use it anyway")
+                                    f"); build a table here with fsnas latency build, or {how_to_force} to use it "
+                                    f"anyway")
 
 
 def build_table(space: str, options: dict, image_shape: tuple[int, int, int], device: torch.device | str = "cpu",

@@ -58,7 +58,8 @@ def load_predictor(lc: LatencyConfig, supernet: nn.Module, image_shape, device: 
     """The configured table, checked against this device, as a predictor for ``supernet``."""
     table = LatencyTable.load(lc.table)
     # the thread count is the table's to state, not this search's: latency is timed with the table's threads
-    table.check_device(device, threads=table.fingerprint.get("threads"), force=lc.force)
+    table.check_device(device, threads=table.fingerprint.get("threads"), force=lc.force,
+                       how_to_force="set search.latency.force=true")
     return LatencyPredictor(table, supernet, tuple(image_shape))
 
 

@@ -106,3 +106,11 @@ def test_every_shipped_config_is_valid(tmp_path):
             assert check_space(load_config(path, [f"search.latency.table={table}"]))
             continue
         assert check_space(load_config(path))
+
+
+def test_scientific_notation_is_a_number_in_files_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  options: {lr: 1e-3}\npretrain:\n  crt: {lr: 5e-2}\n")
+    cfg = load_config(p, ["train.options.weight_decay=1e-4", "search.sampler_options={w_lr: 1e9}"])
+    assert cfg.train.options == {"lr": 0.001, "weight_decay": 0.0001}
+    assert cfg.pretrain.crt.lr == 0.05 and cfg.search.sampler_options == {"w_lr": 1e9}

@@ -162,4 +162,6 @@ def test_latency_inputs_that_cannot_work_exit_2_before_any_run_folder(table_file
     t["fingerprint"]["device"] = "some other CPU"
     other.write_text(json.dumps(t))
     assert cli.main(["-q", "search", str(_config(tmp_path, table=str(other))), "--out", str(tmp_path / "o")]) == 2
-    assert "another setup (device:" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    err = capsys.readouterr().err
+    assert "another setup (device:" in err and not (tmp_path / "o").exists()
+    assert "set search.latency.force=true to use it anyway" in err and "--force" not in err  # what search takes
