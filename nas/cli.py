@@ -197,7 +197,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "test a trained run on seeded episodes: mean accuracy and 95% CI", _evaluate_args)
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .pipeline import evaluate_run
+    from .pipeline import evaluate_run, load_trained
     trained = RunDir.open(args.run_dir)
     bad = [o for o in args.overrides if not o.split("=", 1)[0].startswith(("eval.", "data.", "device"))]
     if bad:
@@ -207,8 +207,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg.out_dir = str(trained.path)
     cfg.name = "eval"
     job = _prepare(cfg, trained.config_path, train=False, test=True)
+    learner = load_trained(trained.path, cfg, job.ds, job.device)  # refused weights leave no folder behind
     run = RunDir.create(cfg, args.out)
-    summary = evaluate_run(cfg, trained.path, run, job.ds, job.device, progress=not args.quiet)
+    summary = evaluate_run(cfg, trained.path, run, job.ds, job.device, learner, progress=not args.quiet)
     _print_results(summary)
     return 0
 

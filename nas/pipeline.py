@@ -225,6 +225,9 @@ def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.devic
 def load_trained(run_dir: Path, cfg: RunConfig, ds: FewShotDataset, device: torch.device) -> Learner:
     """The learner of a finished retrain run, with its saved backbone weights."""
     weights = Path(run_dir) / MODEL_FILE
+    if not weights.is_file() and RunDir(run_dir).read_summary().get("command") == "search":
+        raise UserError(f"{run_dir} is a search run: it chose an architecture but trained no backbone to test. "
+                        f"Retrain it (fsnas retrain CONFIG --arch {run_dir}) and evaluate that run")
     if not weights.is_file():
         raise UserError(f"{run_dir} has no {MODEL_FILE}: the run did not finish training. Resume it with "
                         f"fsnas retrain --resume {run_dir}")
@@ -233,6 +236,10 @@ def load_trained(run_dir: Path, cfg: RunConfig, ds: FewShotDataset, device: torc
     model = build_network(genotype, in_channels=ds.image_shape[0])
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch's own hint (load with weights_only=False) would run untrusted code
+        raise UserError(f"{weights} is not a plain state dict ({type(exc).__name__}); it is never unpickled as "
+                        f"code. Use the model.pt fsnas wrote, or retrain the run") from None
+    try:
         model.load_state_dict(state)
     except Exception as exc:
         raise UserError(f"{weights} does not hold weights for the {genotype.kind} backbone of {saved} "
@@ -252,8 +259,8 @@ def load_trained(run_dir: Path, cfg: RunConfig, ds: FewShotDataset, device: torc
 
 
 def evaluate_run(cfg: RunConfig, trained_dir: Path, run: RunDir, ds: FewShotDataset, device: torch.device,
-                 progress: bool = True) -> dict:
-    learner = load_trained(trained_dir, cfg, ds, device)
+                 learner: Learner, progress: bool = True) -> dict:
+    """Test ``learner`` (``load_trained`` of ``trained_dir``, loaded before ``run`` was made) into ``run``."""
     summary = {"command": "evaluate", "run": str(run.path), "trained_run": str(trained_dir),
                "model": model_genotype(cfg).to_dict(), "learner": cfg.train.learner, "device": str(device),
                "environment": environment(), **headline(evaluate_tasks(cfg, ds, learner, device, run, progress))}

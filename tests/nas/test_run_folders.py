@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from nas.checks import load_config
 from nas.errors import UserError
@@ -14,6 +15,7 @@ from nas.runs import LOCK_FILE, RunDir, RunInUse
 
 from ..conftest import REPO, kill_after_first_checkpoint
 from .test_cli import fsnas, tiny_config  # noqa: F401  (tiny_config is a fixture)
+from .test_search import SEARCH
 
 
 def hold_lock(folder):
@@ -75,3 +77,20 @@ def test_out_that_is_a_file_or_cannot_be_made_is_refused(tiny_config, tmp_path):
     assert a_file.read_text() == "keep me"
     with pytest.raises(UserError, match="cannot be created"):
         RunDir.create(cfg, a_file / "inside")
+
+
+def test_evaluate_leaves_no_folder_for_a_search_run_or_refused_weights(tiny_config, tmp_path, capsys):
+    search_config = tmp_path / "search.yaml"
+    search_config.write_text(yaml.safe_dump({**SEARCH, "search": {**SEARCH["search"], "steps": 4}}))
+    search = tmp_path / "search"
+    assert fsnas("search", search_config, "--out", search) == 0
+    before = sorted(p.name for p in search.iterdir())
+    assert fsnas("evaluate", search, "--out", tmp_path / "ev1") == 2
+    assert "is a search run" in capsys.readouterr().err
+    assert not (tmp_path / "ev1").exists() and sorted(p.name for p in search.iterdir()) == before
+
+    run = tmp_path / "run"
+    assert fsnas("retrain", tiny_config, "--no-eval", "--out", run) == 0
+    (run / "model.pt").write_bytes(b"\x80\x04not a state dict")  # a damaged or malicious file
+    assert fsnas("evaluate", run, "--out", tmp_path / "ev2") == 2
+    assert "never unpickled" in capsys.readouterr().err and not (tmp_path / "ev2").exists()
