@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from .checks import load_config
-from .errors import ConfigError, Diverged, UserError
-from .resume import RunFinished
+from .errors import ConfigError, Diverged, RunFinished, UserError
+from .resume import check_resume
 from .runs import RunDir
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -68,7 +68,6 @@ def _open_job(args: argparse.Namespace, train: bool, test: bool, search: str):
         source = config
     cfg = load_config(source, overrides if not args.resume else [])
     if args.resume:
-        from .resume import check_resume
         check_resume(RunDir.open(args.resume), cfg)
     searching = search == "always" or (search == "if_enabled" and cfg.search.enabled)
     job = _prepare(cfg, source, train=train, test=test, search=searching)

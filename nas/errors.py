@@ -16,6 +16,10 @@ class ConfigError(UserError):
         return ConfigError(self.message, self.key, file) if self.file is None else self
 
 
+class RunFinished(Exception):
+    """The run to resume has finished: nothing is done (the CLI says so and exits 0)."""
+
+
 class Diverged(Exception):
     """Training stopped being finite (a loss, or the weights about to be saved).  The CLI prints the message and
     exits with code 3; the run's last good checkpoint and model.pt are never overwritten by such weights."""

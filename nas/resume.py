@@ -9,7 +9,7 @@ import yaml
 
 from .checks.options import is_learning_rate
 from .config import RunConfig
-from .errors import UserError
+from .errors import RunFinished, UserError
 from .runs import RunDir
 
 log = logging.getLogger(__name__)
@@ -19,10 +19,6 @@ CHECKPOINTS = ("search", "pretrain", "last")  # every phase's resumable checkpoi
 # rates with their schedules (a diverged run resumes with a lower one; meta.optim_state applies it)
 SAFE_PREFIXES = ("eval.", "device", "channels_last")
 SAFE_NAMES = ("log_every", "checkpoint_every", "lr_step", "lr_gamma", "grad_clip")
-
-
-class RunFinished(Exception):
-    """The run to resume has finished: nothing is done (the CLI says so and exits 0)."""
 
 
 def safe_to_change(key: str) -> bool:
@@ -44,7 +40,7 @@ def check_resume(run: RunDir, cfg: RunConfig) -> None:
                           f"Test it again with fsnas evaluate {run.path}, or start a new run")
     now = cfg.to_dict()
     for name in CHECKPOINTS:
-        state = run.load_checkpoint(name)
+        state = run.load_checkpoint(name, mmap=True)  # its config only: the tensors are not read
         if state is None or not state.get("config"):  # none yet, or written before checkpoints kept their config
             continue
         changed = changed_keys(yaml.safe_load(state["config"]), now)

@@ -218,12 +218,13 @@ class RunDir:
         atomic_torch_save({**state, "config": self.config_text} if self.config_text else state, path)
         return path
 
-    def load_checkpoint(self, name: str, map_location: str | torch.device = "cpu") -> dict | None:
+    def load_checkpoint(self, name: str, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict | None:
+        """``mmap``: tensors are mapped from the file, not read (for a look at a checkpoint's plain values)."""
         path = self.checkpoint_path(name)
         if not path.exists():
             return None
         try:
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
         except Exception as exc:
             raise UserError(f"{path} is not a readable fsnas checkpoint ({type(exc).__name__}); "
                             f"it is never unpickled as code. Remove it to start that phase again") from None

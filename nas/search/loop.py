@@ -53,7 +53,7 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
     """Train ``setup``'s supernet (built by ``build_search`` for this config, before the run folder) and choose."""
     sc, lc = cfg.search, cfg.search.latency
     supernet, predictor = setup.supernet, setup.predictor
-    strategy = setup.strategy(cfg)
+    strategy = setup.strategy()
     train, val = search_samplers(cfg, ds)
     differentiable, evolves = strategy.differentiable, strategy.chooses_by_evolution
 
@@ -121,7 +121,7 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
                             top_k=ev.top_k, mutation_prob=ev.mutation_prob, crossover_share=ev.crossover_share,
                             eval_episodes=ev.eval_episodes, bn_batches=ev.bn_batches, max_params=sc.max_params,
                             input_size=input_size, seed=cfg.seed, max_tries=ev.max_tries, progress=progress,
-                            latency=predictor.predict if predictor else None, max_latency_ms=setup.latency_limit(cfg),
+                            latency=predictor.predict if predictor else None, max_latency_ms=setup.latency_limit(),
                             on_generation=lambda g, top: run.log({"phase": "evolution", "generation": g + 1,
                                                                   "best": top[0].score,
                                                                   "top_mean": sum(c.score for c in top) / len(top)}))

@@ -23,25 +23,26 @@ FEASIBILITY_DRAWS = 200  # random architectures tried before a constraint is cal
 
 @dataclass
 class SearchSetup:
+    cfg: RunConfig  # the config it was built from
     strategy_class: type[SearchStrategy]
     supernet: nn.Module
     predictor: LatencyPredictor | None
 
-    def objective(self, cfg: RunConfig) -> LatencyObjective | None:
+    def objective(self) -> LatencyObjective | None:
         """The latency term of a differentiable strategy's architecture loss (a table and a target given)."""
-        lc = cfg.search.latency
+        lc = self.cfg.search.latency
         if not self.strategy_class.takes_latency or self.predictor is None or lc.target_ms is None:
             return None
         return LatencyObjective(self.predictor, lc.target_ms, lc.form, lc.beta, lc.lam)
 
-    def latency_limit(self, cfg: RunConfig) -> float | None:
+    def latency_limit(self) -> float | None:
         """Evolution's latency constraint: the target, for a strategy that chooses by evolution."""
-        return cfg.search.latency.target_ms if self.strategy_class.chooses_by_evolution else None
+        return self.cfg.search.latency.target_ms if self.strategy_class.chooses_by_evolution else None
 
-    def strategy(self, cfg: RunConfig) -> SearchStrategy:
-        sc = cfg.search
-        return create_strategy(sc.sampler, self.supernet, steps=sc.steps, seed=cfg.seed, latency=self.objective(cfg),
-                               options=sc.sampler_options)
+    def strategy(self) -> SearchStrategy:
+        sc = self.cfg.search
+        return create_strategy(sc.sampler, self.supernet, steps=sc.steps, seed=self.cfg.seed,
+                               latency=self.objective(), options=sc.sampler_options)
 
 
 def build_search(cfg: RunConfig, image_shape: tuple[int, ...], device: torch.device) -> SearchSetup:
@@ -49,8 +50,8 @@ def build_search(cfg: RunConfig, image_shape: tuple[int, ...], device: torch.dev
     torch.manual_seed(cfg.seed)
     supernet = create_supernet(sc.space, image_shape[0], **sc.space_options).to(device)
     predictor = load_predictor(sc.latency, supernet, image_shape, device) if sc.latency.table else None
-    setup = SearchSetup(STRATEGIES[sc.sampler], supernet, predictor)
+    setup = SearchSetup(cfg, STRATEGIES[sc.sampler], supernet, predictor)
     if setup.strategy_class.chooses_by_evolution:
         check_feasible(supernet, sc.max_params, image_shape, min(sc.evolution.max_tries, FEASIBILITY_DRAWS), cfg.seed,
-                       setup.latency_limit(cfg), predictor.predict if predictor else None)
+                       setup.latency_limit(), predictor.predict if predictor else None)
     return setup
