@@ -247,7 +247,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                             "or --out with it")
         cfg, exp = driver.open_experiment(args.resume)
         print(f"fsnas tune: resuming {exp}", flush=True)
-        report = driver.fit(cfg, exp, check_space(cfg), restore=True)
+        report = driver.run_experiment(cfg, exp, check_space(cfg), restore=True)
     else:
         if config is None or not args.out:
             raise UserError("give a config file and --out, e.g. fsnas tune configs/tune/omniglot_spos_latency_cpu.yaml "
@@ -259,10 +259,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
             raise exc.in_file(config) from None
         _prepare(cfg, config, train=cfg.tune.job != "search", test=cfg.tune.job != "search",
                  search=cfg.tune.job == "search" or (cfg.tune.job == "run" and cfg.search.enabled))
-        exp = driver.new_experiment(cfg, args.out)
+        exp = driver.new_experiment_path(args.out)
         print(f"fsnas tune: {trial_count(parsed, cfg.tune.num_samples)} trials of '{cfg.tune.job}' from {config} "
               f"-> {exp}", flush=True)
-        report = driver.fit(cfg, exp, parsed)
+        report = driver.run_experiment(cfg, exp, parsed)
     print(report["table_md"], flush=True)
     print(f"results: {exp / TABLE_FILE}", flush=True)
     return 0

@@ -185,6 +185,7 @@ class TuneConfig:
     asha: AshaConfig = field(default_factory=AshaConfig)
     max_failures: int = 0  # retries of a failed trial (from its last checkpoint)
     address: str | None = None  # a Ray cluster (ray start --head ...) to join; null: a local Ray
+    wait_for_nodes_s: float = 60.0  # joining a cluster: how long to wait for a node that can run a trial (0: none)
     metric: str = "accuracy"  # final figure the results are ranked by: accuracy (test), val_accuracy
     retime_latency: bool = True  # time every trial's network again after the trials, one at a time (nas.tuning.retime)
 

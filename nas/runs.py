@@ -18,7 +18,6 @@ holder's PID, and a killed process leaves no stale lock (the kernel drops it).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -31,8 +30,8 @@ import torch
 
 from .config import RunConfig, dump_config
 from .errors import UserError
+from .folder_lock import LOCK_FILE, FolderLock, RunInUse  # noqa: F401  (RunInUse: raised by lock)
 
-LOCK_FILE = ".lock"
 METRICS_FILE = "metrics.jsonl"
 GENOTYPE_FILE = "genotype.yaml"
 MODEL_FILE = "model.pt"
@@ -81,16 +80,12 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         raise
 
 
-class RunInUse(UserError):
-    """Another process holds the run folder's lock."""
-
-
 class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         # called with every metrics record after it is written (Ray Tune trials report through this)
         self.listeners: list[Callable[[dict], None]] = []
-        self._lock_fd: int | None = None
+        self._lock = FolderLock(self.path)
         self.config_text: str | None = None  # the config this process runs with, recorded in every checkpoint
 
     # -- creating and opening -------------------------------------------------------------------
@@ -145,36 +140,11 @@ class RunDir:
         return run
 
     def lock(self) -> None:
-        """Hold ``.lock`` for this process; RunInUse naming the holder's PID if another process has it.  A
-        process may lock its own folder again (POSIX record locks are per process)."""
-        if self._lock_fd is not None:
-            return
-        try:
-            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise UserError(f"{self.path} cannot be written ({exc.strerror}); fsnas needs a writable run folder") \
-                from None
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunInUse(f"{self.path} is in use by process {holder}, which is writing this run folder; wait "
-                           f"for it to end (or stop it) and try again. Nothing was changed") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+        """Hold the folder's lock for this process (``nas.folder_lock``); RunInUse naming the holder's PID."""
+        self._lock.acquire()
 
     def unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor drops the lock
-            self._lock_fd = None
-
-    def __del__(self) -> None:
-        try:
-            self.unlock()
-        except Exception:  # interpreter shutdown: the process's end drops the lock anyway
-            pass
+        self._lock.release()
 
     @property
     def config_path(self) -> Path:

@@ -3,7 +3,8 @@
 The experiment folder holds ``config.yaml`` (the config with its ``tune`` section; ``--resume`` reads it),
 ``tune/`` (Tune's experiment state and per-trial checkpoints), ``runs/<trial id>/`` (the trials' fsnas run
 folders), ``ray_processes.json`` (the local Ray processes of the latest driver, so that they can be stopped
-by id after a kill) and the results (``nas.tuning.results``)."""
+by id after a kill), the results (``nas.tuning.results``) and ``.lock``: the driver holds it, so a second
+``fsnas tune --resume`` of a running experiment is refused with the first one's PID."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ..checks import load_config
-from ..config import RunConfig, dump_config
+from ..config import RunConfig, TuneConfig, dump_config
 from ..errors import UserError
+from ..folder_lock import LOCK_FILE, FolderLock
 from ..runs import atomic_write_bytes
+from .cluster import check_address, wait_until_trials_fit
 from .results import write_results
 from .space import tune_space
 
@@ -42,15 +47,27 @@ def absolute_paths(base: dict) -> dict:
     return base
 
 
-def new_experiment(cfg: RunConfig, out: str | Path) -> Path:
-    """The folder of a new experiment, ``out`` (must not exist or be empty), holding the config."""
+def new_experiment_path(out: str | Path) -> Path:
+    """Where a new experiment goes: ``out``, which must not exist or be an empty folder (checked again when it
+    is made, under its lock)."""
     exp = Path(out).resolve()
-    if exp.exists() and any(exp.iterdir()):
+    if exp.exists() and not exp.is_dir():
+        raise UserError(f"--out {exp} is a file, not a folder; nothing was overwritten. Choose another --out")
+    if exp.is_dir() and any(p.name != LOCK_FILE for p in exp.iterdir()):
         raise UserError(f"{exp} already exists and is not empty; nothing was overwritten. Choose another --out, or "
                         f"continue that experiment with fsnas tune --resume {exp}")
-    exp.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(exp / CONFIG_FILE, dump_config(cfg).encode())
     return exp
+
+
+def create_experiment(cfg: RunConfig, exp: Path, lock: FolderLock) -> None:
+    """Make the experiment folder ``exp`` (``new_experiment_path``) with its config, under ``lock``."""
+    try:
+        exp.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {exp} cannot be created ({exc.strerror}); choose a folder you can write") from None
+    lock.acquire()
+    new_experiment_path(exp)  # again, under the lock: another driver may have been first
+    atomic_write_bytes(exp / CONFIG_FILE, dump_config(cfg).encode())
 
 
 def open_experiment(exp_dir: str | Path) -> tuple[RunConfig, Path]:
@@ -62,15 +79,34 @@ def open_experiment(exp_dir: str | Path) -> tuple[RunConfig, Path]:
     return load_config(exp / CONFIG_FILE), exp
 
 
-def fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool = False) -> dict:
-    """Run (``restore``: resume) the experiment in ``exp``; its results report (``nas.tuning.results``).
-    ``parsed``: ``check_space(cfg)``.  Trial state changes are logged by ``nas.tuning.callbacks``."""
+def run_experiment(cfg: RunConfig, exp: Path, parsed: dict, restore: bool = False) -> dict:
+    """Run (``restore``: resume) the experiment in ``exp``, holding its lock; its results report
+    (``nas.tuning.results``).  ``parsed``: ``check_space(cfg)``.  Before anything is written, the cluster must
+    be able to run a trial (``nas.tuning.cluster``).  Trial state changes are logged by ``nas.tuning.callbacks``."""
+    lock = FolderLock(exp, "tune experiment")
+    try:
+        if restore:
+            lock.acquire()
+        with ray_cluster(cfg.tune):
+            if not restore:
+                create_experiment(cfg, exp, lock)
+            _record_processes(exp)
+            errors, seconds = fit(cfg, exp, parsed, restore)
+        if cfg.tune.retime_latency:
+            from .retime import retime_trials
+            retime_trials(exp)
+        return write_results(exp, cfg, parsed, errors, seconds)
+    finally:
+        lock.release()
+
+
+@contextmanager
+def ray_cluster(tc: TuneConfig) -> Iterator[None]:
+    """Ray started (or joined at ``tc.address``) for this process, checked to fit one trial; shut down after."""
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
+    check_address(tc.address)
     import ray
-    from ray import tune
-
-    tc = cfg.tune
     env = {k: os.environ[k] for k in ("FSNAS_DATA_ROOT", "FSNAS_CACHE_DIR", *QUIET_ENV) if k in os.environ}
     repo = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
@@ -79,44 +115,50 @@ def fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool = False) -> dict:
     ray.init(address=tc.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
              runtime_env={"env_vars": env}, ignore_reinit_error=True)
     try:
-        _record_processes(exp)
-        spec = {"base": absolute_paths(cfg.to_dict()), "job": tc.job, "experiment": str(exp),
-                "threads": max(1, int(tc.resources.cpu))}
-        from .callbacks import TrialLines
-        from .trial import run_trial
-        trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
-                                        {"cpu": tc.resources.cpu, "gpu": tc.resources.gpu})
-        if restore:  # Tune restores its run config (the state-change lines included) with the experiment
-            tuner = tune.Tuner.restore(str(exp / TUNE_DIR), trainable, resume_unfinished=True, resume_errored=True)
-        else:
-            scheduler = None
-            if tc.asha.enabled:
-                from ray.tune.schedulers import ASHAScheduler
-                scheduler = ASHAScheduler(metric="val_accuracy", mode="max", max_t=tc.asha.max_t,
-                                          grace_period=tc.asha.grace_period,
-                                          reduction_factor=tc.asha.reduction_factor,
-                                          stop_last_trials=False)  # a trial past the last rung runs to its end
-            tuner = tune.Tuner(
-                trainable, param_space={"overrides": tune_space(parsed)},
-                tune_config=tune.TuneConfig(num_samples=tc.num_samples, scheduler=scheduler,
-                                            max_concurrent_trials=tc.max_concurrent or None,
-                                            trial_name_creator=lambda t: t.trial_id,
-                                            trial_dirname_creator=lambda t: t.trial_id),
-                run_config=tune.RunConfig(
-                    name=TUNE_DIR, storage_path=str(exp), verbose=0, callbacks=[TrialLines()],
-                    failure_config=tune.FailureConfig(max_failures=tc.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
-        t0 = time.perf_counter()
-        grid = tuner.fit()
-        seconds = time.perf_counter() - t0
-        errors = {Path(r.path).name: str(r.error).strip().splitlines()[-1] if str(r.error).strip() else "error"
-                  for r in grid if r.error is not None}
+        # a local Ray has all the nodes it will have; a cluster's may still be joining
+        wait_until_trials_fit(tc.resources.cpu, tc.resources.gpu, tc.wait_for_nodes_s if tc.address else 0.0)
+        yield
     finally:
         ray.shutdown()
-    if tc.retime_latency:
-        from .retime import retime_trials
-        retime_trials(exp)
-    return write_results(exp, cfg, parsed, errors, seconds)
+
+
+def fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool) -> tuple[dict[str, str], float]:
+    """The trials through Ray Tune (connected by ``ray_cluster``): {trial id: last line of its error}, seconds."""
+    from ray import tune
+
+    from .callbacks import TrialLines
+    from .trial import run_trial
+    tc = cfg.tune
+    spec = {"base": absolute_paths(cfg.to_dict()), "job": tc.job, "experiment": str(exp),
+            "threads": max(1, int(tc.resources.cpu))}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
+                                    {"cpu": tc.resources.cpu, "gpu": tc.resources.gpu})
+    if restore:  # Tune restores its run config (the state-change lines included) with the experiment
+        tuner = tune.Tuner.restore(str(exp / TUNE_DIR), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        scheduler = None
+        if tc.asha.enabled:
+            from ray.tune.schedulers import ASHAScheduler
+            scheduler = ASHAScheduler(metric="val_accuracy", mode="max", max_t=tc.asha.max_t,
+                                      grace_period=tc.asha.grace_period,
+                                      reduction_factor=tc.asha.reduction_factor,
+                                      stop_last_trials=False)  # a trial past the last rung runs to its end
+        tuner = tune.Tuner(
+            trainable, param_space={"overrides": tune_space(parsed)},
+            tune_config=tune.TuneConfig(num_samples=tc.num_samples, scheduler=scheduler,
+                                        max_concurrent_trials=tc.max_concurrent or None,
+                                        trial_name_creator=lambda t: t.trial_id,
+                                        trial_dirname_creator=lambda t: t.trial_id),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR, storage_path=str(exp), verbose=0, callbacks=[TrialLines()],
+                failure_config=tune.FailureConfig(max_failures=tc.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+    t0 = time.perf_counter()
+    grid = tuner.fit()
+    seconds = time.perf_counter() - t0
+    errors = {Path(r.path).name: str(r.error).strip().splitlines()[-1] if str(r.error).strip() else "error"
+              for r in grid if r.error is not None}
+    return errors, seconds
 
 
 def _record_processes(exp: Path) -> None:

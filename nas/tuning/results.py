@@ -11,19 +11,12 @@ import json
 from pathlib import Path
 
 from ..config import RunConfig
-from ..errors import Diverged
 from ..export.pick import pareto_front
 from ..runs import RunDir, atomic_write_bytes
 from .retime import RETIMED_FILE
-from .trial import TRIAL_FILE, latency_of, search_score, validation_accuracy
+from .trial import DIVERGED_KEY, TRIAL_FILE, latency_of, search_score, validation_accuracy
 
 RESULTS_FILE, TABLE_FILE = "results.json", "results.md"
-
-
-def failure_status(error: str) -> str:
-    """A trial's status from the last line of its error: a diverged run (nas.errors.Diverged) says so."""
-    head, _, message = error.partition(": ")
-    return f"diverged: {message}" if head.rsplit(".", 1)[-1] == Diverged.__name__ else f"failed: {error}"
 
 
 def trial_rows(exp: Path, errors: dict[str, str], asha: bool, use_retimed: bool = True) -> list[dict]:
@@ -54,14 +47,16 @@ def trial_rows(exp: Path, errors: dict[str, str], asha: bool, use_retimed: bool 
                 row["val_accuracy"] = search_score(summary)
             if summary.get("results"):
                 row["task"] = "{n_way}-way {k_shot}-shot".format(**summary["results"][0])
+        elif trial.get(DIVERGED_KEY):
+            row["status"] = f"diverged: {trial[DIVERGED_KEY]}"
         elif trial["trial_id"] in errors:
-            row["status"] = failure_status(errors[trial["trial_id"]])
+            row["status"] = f"failed: {errors[trial['trial_id']]}"
         else:
             row["status"] = "stopped early (ASHA)" if asha else "unfinished"
         rows.append(row)
     for trial_id, error in errors.items():
         if trial_id not in seen:
-            rows.append({"trial": trial_id, "run": None, "values": {}, "status": failure_status(error),
+            rows.append({"trial": trial_id, "run": None, "values": {}, "status": f"failed: {error}",
                          "val_accuracy": None, "accuracy": None, "ci95": None, "latency_ms": None,
                          "latency_source": None, "params": None})
     return rows

@@ -45,6 +45,9 @@ def check_space(cfg: RunConfig) -> dict[str, tuple[str, list]]:
     if tc.resources.cpu <= 0 or tc.resources.gpu < 0:
         raise ConfigError(f"tune.resources: cpu must be > 0 and gpu >= 0, got cpu {tc.resources.cpu}, gpu "
                           f"{tc.resources.gpu}", key="tune.resources")
+    if not math.isfinite(tc.wait_for_nodes_s) or tc.wait_for_nodes_s < 0:
+        raise ConfigError(f"tune.wait_for_nodes_s: seconds >= 0, got {tc.wait_for_nodes_s}",
+                          key="tune.wait_for_nodes_s")
     if tc.metric not in ("accuracy", "val_accuracy"):
         raise ConfigError(f"tune.metric: '{tc.metric}'; use accuracy (test) or val_accuracy", key="tune.metric")
     if tc.asha.enabled and (tc.asha.grace_period < 1 or tc.asha.reduction_factor < 2 or

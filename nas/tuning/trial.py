@@ -7,17 +7,18 @@ the folder is not on this node (a cluster without shared storage) it is restored
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
 
 from ..checks import load_config
-from ..runs import RunDir, atomic_write_bytes
+from ..errors import Diverged
+from ..runs import RunDir, atomic_write_bytes, to_json
 from .space import with_overrides
 
 TRIAL_FILE = "trial.json"
+DIVERGED_KEY = "diverged"  # in trial.json: the message of a trial whose training diverged
 
 
 def validation_accuracy(record: dict) -> float | None:
@@ -73,8 +74,8 @@ def run_trial(config: dict, spec: dict) -> None:
         cfg = with_overrides(spec["base"], overrides)
         cfg.name = trial_id
         run = RunDir.create(cfg, path)
-    atomic_write_bytes(path / TRIAL_FILE, json.dumps({"trial_id": trial_id, "overrides": overrides,
-                                                      "job": spec["job"]}, indent=2, default=str).encode())
+    trial = {"trial_id": trial_id, "overrides": overrides, "job": spec["job"]}
+    atomic_write_bytes(path / TRIAL_FILE, to_json(trial, indent=2).encode())
     last = {"val": None}
 
     def report(record: dict) -> None:
@@ -92,13 +93,19 @@ def run_trial(config: dict, spec: dict) -> None:
     searching = job == "search" or (job == "run" and cfg.search.enabled)
     prepared = prepare(cfg, train=job != "search", test=job != "search", search=searching)
     run.listeners.append(report)
-    if job == "search":
-        summary = search_job(cfg, run, prepared, progress=False)
-    else:
-        summary = retrain_job(cfg, run, prepared, job, progress=False)
-        if latency_of(summary)[0] is None:
-            summary["tune_latency"] = measured_latency(run, prepared.ds, prepared.device)
-            run.write_summary(summary)
+    try:
+        if job == "search":
+            summary = search_job(cfg, run, prepared, progress=False)
+        else:
+            summary = retrain_job(cfg, run, prepared, job, progress=False)
+            if latency_of(summary)[0] is None:
+                summary["tune_latency"] = measured_latency(run, prepared.ds, prepared.device)
+                run.write_summary(summary)
+    except Diverged as exc:
+        # an ending, not a failure: a retry (tune.max_failures) from the last good checkpoint with the same
+        # values would diverge again, so the trial ends here and the results say why
+        atomic_write_bytes(path / TRIAL_FILE, to_json({**trial, DIVERGED_KEY: str(exc)}, indent=2).encode())
+        return
     tune.report(final_metrics(summary, last["val"]))
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,54 +14,10 @@ import pytest
 
 from nas import cli
 
+from .conftest import cmdline, session_processes
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tune" / "tiny.yaml"
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def session_processes(sid: int) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                pids.append(int(d.name))
-    return pids
-
-
-def cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:  # the process ended meanwhile
-        return b""
-
-
-@pytest.fixture
-def drivers():
-    """Start fsnas in its own session; at teardown every process of those sessions (Ray's included) is killed."""
-    started = []
-
-    def start(*args: str) -> subprocess.Popen:
-        p = subprocess.Popen([sys.executable, "-m", "nas.cli", *map(str, args)], cwd=REPO, env=ENV,
-                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        started.append(p.pid)
-        return p
-    yield start
-    for sid in started:
-        for _ in range(50):  # bounded: Ray's processes go within a few seconds of a kill
-            left = session_processes(sid)
-            if not left:
-                break
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
-        assert not session_processes(sid), "Ray processes left behind"
 
 
 def finish(p: subprocess.Popen, timeout: float = 240) -> str:
@@ -256,15 +211,3 @@ def test_a_trial_timed_on_another_kind_of_machine_is_not_timed_again_here():
     assert again["batch"] == 1 and again["threads"] == 1 and again["median_ms"] > 0
     elsewhere = dict(summary, tune_latency=dict(summary["tune_latency"], fingerprint={**here, "device": "other CPU"}))
     assert retime(elsewhere, genotype) is None  # a cluster node's CPU is not this one: its own figure stays
-
-
-def test_a_diverged_trial_is_reported_as_diverged(tmp_path):
-    from nas.tuning.results import trial_rows
-    for trial in ("t_diverged", "t_failed"):
-        (tmp_path / "runs" / trial).mkdir(parents=True)
-        (tmp_path / "runs" / trial / "trial.json").write_text(json.dumps({"trial_id": trial, "overrides": {}}))
-    errors = {"t_diverged": "nas.errors.Diverged: meta-train: the loss became nan at step 3 (last finite loss 2.1 "
-                            "at step 2). Stopped ...", "t_failed": "RuntimeError: out of memory"}
-    status = {r["trial"]: r["status"] for r in trial_rows(tmp_path, errors, asha=False)}
-    assert status == {"t_diverged": "diverged: meta-train: the loss became nan at step 3 (last finite loss 2.1 at "
-                                    "step 2). Stopped ...", "t_failed": "failed: RuntimeError: out of memory"}
