@@ -7,6 +7,7 @@ from . import fixed, mbconv  # noqa: F401  (register conv4, resnet12 and the MBC
 from .blocks import BlockNetwork, BlockSupernet
 from .build import build_network, create_supernet
 from .darts import DartsNetwork, DartsSupernet
+from .elastic import ElasticGenotype, ElasticNetwork, ElasticStage, ElasticSupernet
 from .genotypes import (BlockGenotype, CellGenotype, DartsGenotype, FixedGenotype, Genotype, GenotypeError, Stage,
                         genotype_from_dict, genotype_from_json, genotype_from_yaml, load_genotype)
 from .ops import PARAMETER_FREE, create_op
@@ -14,7 +15,7 @@ from .recombine import recombine
 from .registry import CROSSOVERS, GENOTYPES, GRAPHS, MODELS, NETWORKS, OP_SETS, OPS, SPACES, create_model
 
 __all__ = ["BlockGenotype", "BlockNetwork", "BlockSupernet", "CROSSOVERS", "CellGenotype", "DartsGenotype",
-           "DartsNetwork", "DartsSupernet", "FixedGenotype", "GENOTYPES", "GRAPHS", "Genotype", "GenotypeError",
+           "DartsNetwork", "DartsSupernet", "ElasticGenotype", "ElasticNetwork", "ElasticStage", "ElasticSupernet", "FixedGenotype", "GENOTYPES", "GRAPHS", "Genotype", "GenotypeError",
            "MODELS", "NETWORKS", "OPS", "OP_SETS", "PARAMETER_FREE", "SPACES", "Stage", "build_network", "create_model",
            "create_op", "create_supernet", "genotype_from_dict", "genotype_from_json", "genotype_from_yaml",
            "load_genotype", "recombine"]

@@ -107,7 +107,7 @@ def test_fixed_backbones_take_every_input_size(g, size):
 
 def test_every_genotype_kind_registers_its_network_and_graph_and_every_space_its_crossover():
     from search_spaces import CROSSOVERS, GENOTYPES, GRAPHS, NETWORKS, SPACES, create_supernet, recombine
-    assert GENOTYPES.names() == NETWORKS.names() == GRAPHS.names() == ["blocks", "darts", "fixed"]
+    assert GENOTYPES.names() == NETWORKS.names() == GRAPHS.names() == ["blocks", "darts", "elastic", "fixed"]
     gen = torch.Generator().manual_seed(0)
     for space in SPACES:
         net = create_supernet(space, 1)
