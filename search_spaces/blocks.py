@@ -64,6 +64,8 @@ class BlockNetwork(nn.Module):
 
 @SPACES.register("blocks")
 class BlockSupernet(nn.Module):
+    differentiable = True  # mixed mode: architecture parameters that DARTS / GDAS train
+
     def __init__(self, in_channels: int = 3, stem_channels: int = 16,
                  stages: Sequence[Sequence[int]] = DEFAULT_STAGES, choices: Sequence[str] = DEFAULT_CHOICES,
                  weighting: str = "softmax", tau: float = 1.0) -> None:

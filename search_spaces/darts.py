@@ -167,6 +167,8 @@ class DartsNetwork(nn.Module):
 
 @SPACES.register("darts")
 class DartsSupernet(nn.Module):
+    differentiable = True  # mixed mode: architecture parameters that DARTS / GDAS train
+
     def __init__(self, in_channels: int = 3, channels: int = 16, cells: int = 5, nodes: int = 4,
                  stem_multiplier: int = 3, ops: str | Sequence[str] = "darts", partial_channels: int = 1,
                  weighting: str = "softmax", tau: float = 1.0, aux_skip: float = 0.0) -> None:

@@ -22,6 +22,7 @@ def check_search(sc: SearchConfig) -> None:
     known("search.space", sc.space, SPACES)
     known("search.sampler", sc.sampler, STRATEGIES)
     strategy = STRATEGIES[sc.sampler]
+    check_fit(sc.sampler, sc.space)
     check_options("search.space_options", sc.space_options, factory_params(SPACES[sc.space], ("self", "in_channels")),
                   f"space {sc.space}")
     check_options("search.sampler_options", sc.sampler_options, factory_params(strategy, ("self", *FILLED)),
@@ -42,6 +43,18 @@ def check_search(sc: SearchConfig) -> None:
     check_latency(sc)
     if sc.supernet is not None:
         check_supernet_source(sc)
+
+
+def check_fit(sampler: str, space: str) -> None:
+    """The strategy's ``space_needs`` must be true attributes of the space's supernet class."""
+    def lacks(name: str) -> list[str]:
+        return [n for n in STRATEGIES[name].space_needs if not getattr(SPACES[space], n, False)]
+    missing = lacks(sampler)
+    if missing:
+        fitting = [n for n in STRATEGIES if not lacks(n)]
+        raise ConfigError(f"search.sampler: space {space} cannot be searched by the {sampler} sampler (its supernet "
+                          f"lacks {', '.join(missing)}); for this space use {' or '.join(fitting) or 'another space'}",
+                          key="search.sampler")
 
 
 def check_latency(sc: SearchConfig) -> None:

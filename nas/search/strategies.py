@@ -12,6 +12,8 @@ its ``@STRATEGIES.register`` line.  (In configs the key is still ``search.sample
   Gumbel-softmax, with the temperature annealed from ``tau_max`` to ``tau_min``.
 - ``spos``: uniform single-path training on meta-train episodes; the architecture comes afterwards from
   evolutionary search (``nas.search.evolution``).
+- ``sandwich``: the largest, the smallest and a few drawn paths per step, the others distilled from the
+  largest (BigNAS); evolution afterwards, as ``spos``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import math
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fsnas_core.registry import Registry
@@ -29,7 +32,7 @@ from search_spaces import CellGenotype, DartsGenotype
 from search_spaces.darts import edge_offset
 
 from .latency import LatencyObjective
-from .objective import episode_loss
+from .objective import episode_logits, episode_loss
 
 STRATEGIES: Registry = Registry("search strategy")
 
@@ -45,6 +48,8 @@ class SearchStrategy:
     takes_seed: ClassVar[bool] = False  # draws its own paths from a generator seeded with the run's seed
     takes_latency: ClassVar[bool] = False  # a LatencyObjective (latency=) in its architecture loss
     needs_weighting: ClassVar[str | None] = None  # the supernet's space_options.weighting it needs
+    # what the space's supernet class must have (true attributes): checked against search.space at config time
+    space_needs: ClassVar[tuple[str, ...]] = ()
 
     def step(self, train_ep: Episode, val_ep: Episode) -> dict[str, float]:
         raise NotImplementedError
@@ -77,6 +82,7 @@ def _sgd(params, lr: float, momentum: float, weight_decay: float, steps: int) ->
 @STRATEGIES.register("darts")
 class DartsStrategy(SearchStrategy):
     differentiable = True
+    space_needs = ("differentiable",)  # a mixed mode with architecture parameters
     takes_latency = True
 
     def __init__(self, supernet: nn.Module, *, steps: int, latency: LatencyObjective | None = None,
@@ -205,6 +211,7 @@ class SposStrategy(SearchStrategy):
 
     chooses_by_evolution = True
     takes_seed = True
+    space_needs = ("sample_path",)
 
     def __init__(self, supernet: nn.Module, *, steps: int, w_lr: float = 0.05, w_momentum: float = 0.9,
                  w_weight_decay: float = 4e-5, grad_clip: float = 5.0, seed: int = 0) -> None:
@@ -230,6 +237,46 @@ class SposStrategy(SearchStrategy):
     def load_state_dict(self, state: dict) -> None:
         load_optimizer_state(self.w_opt, self.w_sched, state["w_opt"], state["w_sched"])
         self.gen.set_state(state["gen"])
+
+
+@STRATEGIES.register("sandwich")
+class SandwichStrategy(SposStrategy):
+    """The sandwich rule (Yu et al. 2019; BigNAS, Yu et al. 2020): each step trains the space's largest path,
+    its smallest and ``random_paths`` drawn ones on the same episode, their gradients summed.  With
+    ``distill`` (in-place distillation) every path but the largest learns the largest path's query
+    predictions (soft targets) instead of the labels.  Needs a space with extreme paths (``elastic``)."""
+
+    space_needs = ("sample_path", "extreme_path")
+
+    def __init__(self, supernet: nn.Module, *, steps: int, w_lr: float = 0.05, w_momentum: float = 0.9,
+                 w_weight_decay: float = 4e-5, grad_clip: float = 5.0, random_paths: int = 2, distill: bool = True,
+                 seed: int = 0) -> None:
+        super().__init__(supernet, steps=steps, w_lr=w_lr, w_momentum=w_momentum, w_weight_decay=w_weight_decay,
+                         grad_clip=grad_clip, seed=seed)
+        self.random_paths, self.distill = random_paths, distill
+
+    def paths(self) -> list:
+        """This step's paths: the largest first (the teacher), the smallest, then the drawn ones."""
+        return ([self.net.extreme_path(True, self.gen), self.net.extreme_path(False, self.gen)]
+                + [self.net.sample_path(self.gen) for _ in range(self.random_paths)])
+
+    def step(self, train_ep: Episode, val_ep: Episode | None = None) -> dict[str, float]:
+        self.net.train()
+        self.w_opt.zero_grad(set_to_none=True)
+        largest, *others = self.paths()
+        logits = episode_logits(lambda x: self.net(x, path=largest), train_ep)
+        loss = F.cross_entropy(logits, train_ep.query_y)
+        loss.backward()  # one backward per path: only one path's activations are held at a time
+        teacher = logits.detach().softmax(-1)
+        for path in others:
+            student = episode_logits(lambda x, p=path: self.net(x, path=p), train_ep)
+            (F.kl_div(student.log_softmax(-1), teacher, reduction="batchmean") if self.distill
+             else F.cross_entropy(student, train_ep.query_y)).backward()
+        nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.grad_clip)
+        self.w_opt.step()
+        self.w_sched.step()
+        acc = float((logits.detach().argmax(-1) == train_ep.query_y).float().mean())
+        return {"loss": loss.item(), "accuracy": acc, "lr": self.w_opt.param_groups[0]["lr"]}
 
 
 def cap_skips(genotype, supernet, max_skip: int):

@@ -77,4 +77,50 @@ def test_a_new_single_path_strategy_needs_one_class_and_one_registry_line(with_c
     assert "search.sampler_options.lr: unknown option of sampler cyclic; its options are w_lr" in capsys.readouterr().err
     assert cli.main(["-q", "search", str(config), "search.sampler=darts", "search.sampler_options={}",
                      f"search.supernet={out}"]) == 2
-    assert "only the cyclic or spos sampler evolves in a trained supernet" in capsys.readouterr().err
+    assert "only the cyclic or sandwich or spos sampler evolves in a trained supernet" in capsys.readouterr().err
+
+
+class OnePathNet(torch.nn.Module):
+    """Every path is the same linear features: a sandwich step's paths are recorded, and a student's
+    predictions equal the teacher's."""
+
+    def __init__(self, in_features: int):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = torch.nn.Linear(in_features, 6)
+        self.ran = []
+
+    def forward(self, x, path=None):
+        self.ran.append(path)
+        return self.lin(x.flatten(1))
+
+    def weight_parameters(self):
+        return list(self.parameters())
+
+    def sample_path(self, gen):
+        return f"drawn{int(torch.randint(100, (1,), generator=gen))}"
+
+    def extreme_path(self, largest, gen=None):
+        return "largest" if largest else "smallest"
+
+
+def sandwich_gradient(distill: bool) -> tuple[list, torch.Tensor]:
+    from meta.episodes import EpisodeSampler
+    from meta.data import load_dataset
+    ds = load_dataset("synthetic", train_classes=10, val_classes=5, test_classes=5, images_per_class=6, image_size=8)
+    ep = EpisodeSampler(ds, "train", 5, 1, 2, seed=0).episode(0)
+    net = OnePathNet(ep.support_x[0].numel())
+    strategy = STRATEGIES["sandwich"](net, steps=4, random_paths=2, distill=distill, seed=0, grad_clip=1e9)
+    grads = {}
+    strategy.w_opt.step = lambda: grads.setdefault("w", net.lin.weight.grad.clone())
+    strategy.step(ep)
+    return net.ran, grads["w"]
+
+
+def test_a_sandwich_step_trains_the_largest_the_smallest_and_drawn_paths_distilled_from_the_largest():
+    ran, distilled = sandwich_gradient(distill=True)
+    assert ran[:2] == ["largest", "smallest"] and len(ran) == 4 and all(p.startswith("drawn") for p in ran[2:])
+    _, labelled = sandwich_gradient(distill=False)
+    # identical paths: a student matching the teacher adds no gradient; learning the labels adds the same again
+    torch.testing.assert_close(labelled, 4 * distilled)
+    assert distilled.abs().sum() > 0
