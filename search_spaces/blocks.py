@@ -128,6 +128,9 @@ class BlockSupernet(nn.Module):
         return self.pool(x).flatten(1)
 
     def _path_ops(self, g: BlockGenotype) -> list[str]:
+        if not isinstance(g, BlockGenotype):
+            raise ValueError(f"a {getattr(g, 'kind', type(g).__name__)} genotype is not an architecture of the blocks "
+                             f"space")
         if g.stem_channels != self.stem_channels or [(s.channels, len(s.ops), s.stride) for s in g.stages] != \
                 [tuple(s) for s in self.stages]:
             raise ValueError("genotype stages (channels, layers, stride) differ from the supernet's")

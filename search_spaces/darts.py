@@ -237,6 +237,9 @@ class DartsSupernet(nn.Module):
                              stem_multiplier=self.stem_multiplier)
 
     def check_path(self, g: DartsGenotype) -> None:
+        if not isinstance(g, DartsGenotype):
+            raise ValueError(f"a {getattr(g, 'kind', type(g).__name__)} genotype is not an architecture of the darts "
+                             f"space")
         if (g.channels, g.cells, g.stem_multiplier) != (self.channels, self.cells_count, self.stem_multiplier):
             raise ValueError("genotype size (channels, cells, stem_multiplier) = "
                              f"{(g.channels, g.cells, g.stem_multiplier)} differs from the supernet's "
