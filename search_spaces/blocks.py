@@ -16,9 +16,11 @@ from torch import nn
 from . import mbconv  # noqa: F401  (registers the MBConv ops)
 from .genotypes import BlockGenotype, Stage
 from .latency_plan import FixedPart, LatencyPlan, OpSlot, frozen_copy, input_shapes
-from .ops import create_op
+from fsnas_core.options import OptionError, above_zero, at_least, one_of
+
+from .ops import create_op, op_choices
 from .registry import NETWORKS, SPACES
-from .weighting import check_weighting, op_weights
+from .weighting import WEIGHTINGS, op_weights
 
 DEFAULT_CHOICES = ("mbconv_k3_e3", "mbconv_k3_e6", "mbconv_k5_e3", "mbconv_k5_e6", "mbconv_k7_e3", "mbconv_k7_e6",
                    "skip_connect")
@@ -70,7 +72,7 @@ class BlockSupernet(nn.Module):
                  stages: Sequence[Sequence[int]] = DEFAULT_STAGES, choices: Sequence[str] = DEFAULT_CHOICES,
                  weighting: str = "softmax", tau: float = 1.0) -> None:
         super().__init__()
-        check_weighting(weighting)
+        self.check_options(dict(locals()))
         self.in_channels, self.stem_channels = in_channels, stem_channels
         self.stages = tuple(tuple(int(v) for v in s) for s in stages)
         self.choices, self.weighting, self.tau = tuple(choices), weighting, tau
@@ -87,6 +89,21 @@ class BlockSupernet(nn.Module):
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(self.shapes), len(self.choices)))
         self.out_channels = self.stages[-1][0]
         self.pool = nn.AdaptiveAvgPool2d(1)
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Stages of [channels >= 1, layers >= 1, stride 1 or 2], known choices with one that is not
+        skip_connect (a stage's first layer cannot skip), and the weighting's settings."""
+        at_least(options, 1, "stem_channels")
+        if not options["stages"]:
+            raise OptionError("stages", "needs at least one stage, e.g. [[24, 2, 2], [40, 2, 2]]")
+        for i, stage in enumerate(options["stages"]):
+            if len(stage) != 3 or min(stage[:2], default=0) < 1 or stage[2] not in (1, 2):
+                raise OptionError("stages", f"stage {i} is {list(stage)}; give each stage as [channels >= 1, "
+                                            f"layers >= 1, stride 1 or 2]")
+        op_choices("choices", options["choices"], sets=False, refused=("none",), needs_other_than="skip_connect")
+        one_of(options, "weighting", WEIGHTINGS)
+        above_zero(options, "tau")
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alpha]
@@ -113,6 +130,9 @@ class BlockSupernet(nn.Module):
         return self.pool(x).flatten(1)
 
     def _path_ops(self, g: BlockGenotype) -> list[str]:
+        if not isinstance(g, BlockGenotype):
+            raise ValueError(f"a {getattr(g, 'kind', type(g).__name__)} genotype is not an architecture of the blocks "
+                             f"space")
         if g.stem_channels != self.stem_channels or [(s.channels, len(s.ops), s.stride) for s in g.stages] != \
                 [tuple(s) for s in self.stages]:
             raise ValueError("genotype stages (channels, layers, stride) differ from the supernet's")

@@ -23,9 +23,11 @@ from torch import nn
 
 from .genotypes import CellGenotype, DartsGenotype, reduction_cells
 from .latency_plan import FixedPart, LatencyPlan, OpSlot, frozen_copy, input_shapes
-from .ops import FactorizedReduce, ReLUConvBN, create_op
-from .registry import NETWORKS, OP_SETS, SPACES
-from .weighting import check_weighting, op_weights
+from fsnas_core.options import OptionError, above_zero, at_least, one_of
+
+from .ops import FactorizedReduce, ReLUConvBN, create_op, op_choices
+from .registry import NETWORKS, SPACES
+from .weighting import WEIGHTINGS, op_weights
 
 
 def cell_plan(cells: int, channels: int, stem_multiplier: int, multiplier: int) -> Iterator[tuple]:
@@ -173,14 +175,8 @@ class DartsSupernet(nn.Module):
                  stem_multiplier: int = 3, ops: str | Sequence[str] = "darts", partial_channels: int = 1,
                  weighting: str = "softmax", tau: float = 1.0, aux_skip: float = 0.0) -> None:
         super().__init__()
-        check_weighting(weighting)
-        if isinstance(ops, str):
-            if ops not in OP_SETS:
-                raise ValueError(f"unknown op set '{ops}'; known: {', '.join(OP_SETS)}")
-            ops = OP_SETS[ops]
-        if partial_channels < 1 or channels % partial_channels:
-            raise ValueError(f"partial_channels {partial_channels} must divide channels {channels}")
-        self.op_names = tuple(ops)
+        self.check_options(dict(locals()))
+        self.op_names = op_choices("ops", ops)
         self.op_index = {name: i for i, name in enumerate(self.op_names)}
         self.in_channels, self.channels, self.cells_count, self.nodes = in_channels, channels, cells, nodes
         self.stem_multiplier, self.partial_channels = stem_multiplier, partial_channels
@@ -198,6 +194,19 @@ class DartsSupernet(nn.Module):
         # weight of the DARTS- auxiliary skip (0: off); search strategies decay it, and it is saved with the state
         self.aux_skip = aux_skip
         self.register_buffer("aux_beta", torch.tensor(float(aux_skip)))
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Sizes at least 1, ``partial_channels`` dividing ``channels``, the ops known (``op_choices``), and the
+        weighting's settings; ``OptionError`` naming the option."""
+        at_least(options, 1, "channels", "cells", "nodes", "stem_multiplier", "partial_channels")
+        if options["channels"] % options["partial_channels"]:
+            raise OptionError("partial_channels", f"{options['partial_channels']} must divide channels "
+                                                  f"{options['channels']}; use a divisor of it (1: every channel)")
+        op_choices("ops", options["ops"])
+        one_of(options, "weighting", WEIGHTINGS)
+        above_zero(options, "tau")
+        at_least(options, 0, "aux_skip")
 
     # -- parameters -------------------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -230,6 +239,9 @@ class DartsSupernet(nn.Module):
                              stem_multiplier=self.stem_multiplier)
 
     def check_path(self, g: DartsGenotype) -> None:
+        if not isinstance(g, DartsGenotype):
+            raise ValueError(f"a {getattr(g, 'kind', type(g).__name__)} genotype is not an architecture of the darts "
+                             f"space")
         if (g.channels, g.cells, g.stem_multiplier) != (self.channels, self.cells_count, self.stem_multiplier):
             raise ValueError("genotype size (channels, cells, stem_multiplier) = "
                              f"{(g.channels, g.cells, g.stem_multiplier)} differs from the supernet's "

@@ -17,12 +17,16 @@ which the methods below only call.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args, get_origin, get_type_hints
 
 import yaml
+
+from fsnas_core.options import OptionError, run_checks
 
 from .counting import count
 from .plotting import genotype_graph, plot_genotype
@@ -196,6 +200,18 @@ class FixedGenotype(Genotype):
         object.__setattr__(self, "options", tuple(sorted((str(k), _freeze(v)) for k, v in opts)))
         if self.model not in MODELS:
             raise GenotypeError(f"unknown fixed model '{self.model}'; known: {', '.join(sorted(MODELS))}")
+        params = {k: p for k, p in inspect.signature(MODELS[self.model]).parameters.items() if k != "in_channels"}
+        unknown = [k for k, _ in self.options if k not in params]
+        if unknown:
+            raise GenotypeError(f"options.{unknown[0]}: unknown option of model {self.model}; its options are "
+                                f"{', '.join(params)}")
+        try:
+            run_checks(MODELS[self.model], {**{k: p.default for k, p in params.items() if p.default is not p.empty},
+                                            **dict(self.options)})
+        except OptionError as exc:
+            raise GenotypeError(f"options.{exc.option}: {exc.message}") from None
+        except TypeError as exc:  # a value of another type than the check compares
+            raise GenotypeError(f"options of model {self.model}: {exc}") from None
 
     def to_dict(self) -> dict:
         return {"space": self.kind, "model": self.model,
@@ -207,21 +223,72 @@ def _freeze(v: Any) -> Any:
 
 
 def genotype_from_dict(data: dict) -> Genotype:
-    if not isinstance(data, dict) or data.get("space") not in GENOTYPES:
+    """A genotype from plain data (a file's YAML or JSON): every field is checked against its annotation, so any
+    malformed input raises ``GenotypeError`` naming its place (``normal.nodes[0][1][1]``), never a TypeError."""
+    if not isinstance(data, dict) or not isinstance(data.get("space"), str) or data["space"] not in GENOTYPES:
         raise GenotypeError(f"not a genotype: needs 'space' set to one of {', '.join(GENOTYPES)}")
-    fields = {k: v for k, v in data.items() if k != "space"}
-    try:
-        return GENOTYPES[data["space"]](**fields)
-    except TypeError as exc:
-        raise GenotypeError(f"{data['space']} genotype: {exc}") from None
+    return _read(GENOTYPES[data["space"]], {k: v for k, v in data.items() if k != "space"}, "")
+
+
+def _read(tp: Any, value: Any, where: str) -> Any:
+    """``value`` as type ``tp``: a genotype dataclass from a mapping, a tuple from a list (a tuple of pairs from
+    a mapping too), ints and strings as they are."""
+    origin, args = get_origin(tp), get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _read_fields(tp, value, where)
+    if origin is tuple:
+        repeated = len(args) == 2 and args[1] is Ellipsis
+        if isinstance(value, dict) and repeated and get_origin(args[0]) is tuple:
+            value = list(value.items())
+        if not isinstance(value, (list, tuple)):
+            raise GenotypeError(f"{where}: expected a list, got {value!r}")
+        if repeated:
+            return tuple(_read(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise GenotypeError(f"{where}: expected a list of {len(args)} "
+                                f"[{', '.join(a.__name__ for a in args)}], got {value!r}")
+        return tuple(_read(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if tp is int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise GenotypeError(f"{where}: expected an integer, got {value!r}")
+    if tp is str and not isinstance(value, str):
+        raise GenotypeError(f"{where}: expected a name (a string), got {value!r}")
+    return value
+
+
+def _read_fields(cls: type, value: Any, where: str) -> Any:
+    if isinstance(value, cls):
+        return value
+    what = where or f"a {cls.kind} genotype"
+    if not isinstance(value, dict):
+        raise GenotypeError(f"{what}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(cls))}, "
+                            f"got {value!r}")
+    hints, fields = get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init}
+    prefix = f"{where}." if where else ""
+    for key in value:
+        if key not in fields:
+            raise GenotypeError(f"{prefix}{key}: unknown key; the keys of {what} are {', '.join(fields)}")
+    for name, f in fields.items():
+        if name not in value and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise GenotypeError(f"{prefix}{name}: missing (the keys of {what} are {', '.join(fields)})")
+    return cls(**{k: _read(hints[k], v, prefix + k) for k, v in value.items()})
 
 
 def genotype_from_yaml(text: str) -> Genotype:
-    return genotype_from_dict(yaml.safe_load(text))
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise GenotypeError(f"not YAML ({at}{getattr(exc, 'problem', None) or exc})") from None
+    return genotype_from_dict(data)
 
 
 def genotype_from_json(text: str) -> Genotype:
-    return genotype_from_dict(json.loads(text))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GenotypeError(f"not JSON: {exc}") from None
+    return genotype_from_dict(data)
 
 
 def load_genotype(path: str | Path) -> Genotype:

@@ -7,10 +7,12 @@ mixed ops, where (as in DARTS) learnable scales would let the weights undo the a
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
+
+from fsnas_core.options import OptionError
 
 from .registry import OP_SETS, OPS
 
@@ -122,3 +124,29 @@ OP_SETS.register("darts", ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect
                            "dil_conv_3x3", "dil_conv_5x5"))
 OP_SETS.register("fewshot", ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "conv_1x5_5x1", "conv_3x3",
                              "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"))
+
+
+def op_choices(option: str, value: str | Sequence[str], *, sets: bool = True, refused: Sequence[str] = (),
+               needs_other_than: str = "none") -> tuple[str, ...]:
+    """The ops a space's ``option`` names: an ``OP_SETS`` name (when ``sets``) or a list of ``OPS`` names, none
+    of them twice nor in ``refused``, at least one other than ``needs_other_than``; else ``OptionError``."""
+    if isinstance(value, str):
+        if sets and value in OP_SETS:
+            return OP_SETS[value]
+        hint = f"name an op set ({', '.join(OP_SETS)}) or give" if sets else "give"
+        raise OptionError(option, f"'{value}' is not {'an op set' if sets else 'a list'}; {hint} a list of ops, "
+                                  f"e.g. [{', '.join(list(OPS)[:2])}]")
+    names = tuple(value)
+    unknown = [n for n in names if n not in OPS]
+    if unknown:
+        raise OptionError(option, f"unknown op{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}; "
+                          f"known ops: {', '.join(OPS)}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise OptionError(option, f"lists {', '.join(twice)} twice; give each op once")
+    bad = [n for n in names if n in refused]
+    if bad:
+        raise OptionError(option, f"'{bad[0]}' cannot be a choice here; drop it from the list")
+    if not any(n != needs_other_than for n in names):
+        raise OptionError(option, f"needs at least one op other than {needs_other_than}, got {list(names)}")
+    return names

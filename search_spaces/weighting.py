@@ -8,12 +8,6 @@ import torch.nn.functional as F
 WEIGHTINGS = ("softmax", "sigmoid", "gumbel")
 
 
-def check_weighting(weighting: str) -> str:
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
-    return weighting
-
-
 def op_weights(alpha: torch.Tensor, weighting: str, tau: float = 1.0) -> torch.Tensor:
     """softmax (DARTS), independent sigmoids (Fair-DARTS) or a hard Gumbel-softmax sample (GDAS: one-hot
     forward, soft gradient), over the last dimension."""

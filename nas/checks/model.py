@@ -11,12 +11,12 @@ from search_spaces import MODELS, GenotypeError, load_genotype
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from .options import check_options, factory_params, known
+from .options import check_factory_options, known
 
 
 def check_model(mc: ModelConfig) -> None:
     known("model.name", mc.name, MODELS)
-    check_options("model.options", mc.options, factory_params(MODELS[mc.name], ("in_channels",)), f"model {mc.name}")
+    check_factory_options("model.options", mc.options, MODELS[mc.name], ("in_channels",), f"model {mc.name}")
     if mc.genotype is not None:
         check_genotype_file(mc.genotype)
     if mc.weights is not None and not Path(mc.weights).is_file():

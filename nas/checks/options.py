@@ -6,7 +6,10 @@ import inspect
 import math
 from typing import Any
 
+from fsnas_core.options import OptionError, run_checks
+
 from ..errors import ConfigError
+from .types import conforms, describe
 
 
 def positive(key: str, value: int, minimum: int = 1) -> None:
@@ -20,22 +23,38 @@ def known(key: str, name: str, registry) -> None:
 
 
 def check_options(key: str, options: dict, params: dict[str, inspect.Parameter], owner: str) -> None:
-    """Options must be parameters of the factory, with the type of their default."""
+    """Options must be parameters of the factory, of their annotated type (else the type of their default)."""
     for name, value in options.items():
         if name not in params:
             raise ConfigError(f"{key}.{name}: unknown option of {owner}; its options are "
                               f"{', '.join(params) or 'none'}", key=f"{key}.{name}")
-        default = params[name].default
-        if default is inspect.Parameter.empty or default is None:
-            continue
-        ok = (isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
-              or isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
-              or isinstance(default, (list, tuple)) and isinstance(value, list))
-        if not ok:
-            raise ConfigError(f"{key}.{name}: expected {type(default).__name__} like the default {default!r}, "
-                              f"got {value!r}", key=f"{key}.{name}")
+        check_type(f"{key}.{name}", value, params[name])
         if is_learning_rate(name):
             learning_rate(f"{key}.{name}", value)
+
+
+def check_type(key: str, value: Any, param: inspect.Parameter) -> None:
+    default, annotation = param.default, param.annotation
+    ok = None if annotation is param.empty else conforms(value, annotation)
+    if ok is False:
+        raise ConfigError(f"{key}: expected {describe(annotation)}, got {value!r}", key=key)
+    if ok is None and default is not param.empty and default is not None and not (
+            isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
+            or isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+            or isinstance(default, (list, tuple)) and isinstance(value, list)):
+        raise ConfigError(f"{key}: expected {type(default).__name__} like the default {default!r}, got {value!r}",
+                          key=key)
+
+
+def check_factory_options(key: str, options: dict, factory: Any, skip: tuple[str, ...], owner: str) -> None:
+    """``check_options`` against the factory's signature, then the value checks it declares
+    (``fsnas_core.options``: a ``check_options`` classmethod), given every option with the defaults filled in."""
+    params = factory_params(factory, skip)
+    check_options(key, options, params, owner)
+    try:
+        run_checks(factory, {**{n: p.default for n, p in params.items() if p.default is not p.empty}, **options})
+    except OptionError as exc:
+        raise ConfigError(f"{key}.{exc.option}: {exc.message}", key=f"{key}.{exc.option}") from None
 
 
 def factory_params(factory: Any, skip: tuple[str, ...]) -> dict[str, inspect.Parameter]:
@@ -45,12 +64,20 @@ def factory_params(factory: Any, skip: tuple[str, ...]) -> dict[str, inspect.Par
     for owner in (inspect.getmro(factory) if inspect.isclass(factory) else (factory,)):
         if owner is object:
             break
-        params = inspect.signature(owner.__init__ if inspect.isclass(owner) else owner).parameters
+        params = signature(owner.__init__ if inspect.isclass(owner) else owner).parameters
         out.update({k: p for k, p in params.items()
                     if k not in skip and k not in out and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)})
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             break
     return out
+
+
+def signature(fn: Any) -> inspect.Signature:
+    """With the annotations evaluated (modules use ``from __future__ import annotations``) where they can be."""
+    try:
+        return inspect.signature(fn, eval_str=True)
+    except (NameError, TypeError, SyntaxError):
+        return inspect.signature(fn)
 
 
 def is_learning_rate(name: str) -> bool:

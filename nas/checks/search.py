@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..search.latency import FORMS
 from ..search.strategies import FILLED, STRATEGIES
 from .episodes import check_episode
-from .options import check_options, factory_params, known, positive
+from .options import check_factory_options, known, positive
 
 
 def check_search(sc: SearchConfig) -> None:
@@ -23,10 +23,10 @@ def check_search(sc: SearchConfig) -> None:
     known("search.sampler", sc.sampler, STRATEGIES)
     strategy = STRATEGIES[sc.sampler]
     check_fit(sc.sampler, sc.space)
-    check_options("search.space_options", sc.space_options, factory_params(SPACES[sc.space], ("self", "in_channels")),
-                  f"space {sc.space}")
-    check_options("search.sampler_options", sc.sampler_options, factory_params(strategy, ("self", *FILLED)),
-                  f"sampler {sc.sampler}")
+    check_factory_options("search.space_options", sc.space_options, SPACES[sc.space], ("self", "in_channels"),
+                          f"space {sc.space}")
+    check_factory_options("search.sampler_options", sc.sampler_options, strategy, ("self", *FILLED),
+                          f"sampler {sc.sampler}")
     if strategy.needs_weighting and sc.space_options.get("weighting", "softmax") != strategy.needs_weighting:
         raise ConfigError(f"search.space_options.weighting: the {sc.sampler} sampler needs weighting: "
                           f"{strategy.needs_weighting}")

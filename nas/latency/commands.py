@@ -128,6 +128,8 @@ def cmd_measure(args: argparse.Namespace) -> str:
     out = _new_file(args.out) if args.out else None
     genotype = _genotype(args.target)
     table = LatencyTable.load(args.table) if args.table else None
+    if table:
+        table.check_space(genotype.kind, f"the space of {args.target}", args.table)
     fp = table.fingerprint if table else {}
     shape = parse_shape(args.input, "--input") if args.input else tuple(table.space["image_shape"]) if table else (1, 28, 28)
     batch, dtype = args.batch or fp.get("batch", 1), args.dtype or fp.get("dtype", "float32")

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from search_spaces import create_supernet
+from search_spaces import SPACES, create_supernet
 
 from ..errors import UserError
 from .fingerprint import DTYPES, device_fingerprint, differences_here
@@ -67,6 +67,16 @@ class LatencyTable:
     # -- use -------------------------------------------------------------------------------------
     def supernet(self) -> nn.Module:
         return create_supernet(self.space["name"], self.space["image_shape"][0], **self.space["options"])
+
+    def check_space(self, space: str, what: str, table: str | Path) -> None:
+        """Refuse a table of another space than ``space``, the space of ``what`` (a genotype, a config)."""
+        if space == self.space["name"]:
+            return
+        fix = (f"build a table of the {space} space with fsnas latency build --space CONFIG --out TABLE, CONFIG "
+               f"a config with search.space: {space}" if space in SPACES else
+               f"a {space} network has no latency table: measure it without one")
+        raise LatencyTableError(f"{table} is a latency table of the {self.space['name']} space, but {what} is "
+                                f"{space}; {fix}")
 
     def check_device(self, device: torch.device | str, threads: int | None = None, force: bool = False,
                      how_to_force: str = "pass --force") -> None:
@@ -126,8 +136,11 @@ class LatencyPredictor:
         missing = [s.key for row in plan.positions for s in row if s is not None and s.key not in table.entries]
         missing += [f.key for f in plan.fixed if f.key not in table.fixed]
         if missing:
-            raise LatencyTableError(f"the latency table lacks {len(missing)} entries of this space (e.g. {missing[0]});"
-                                    f" build a table for this space with fsnas latency build")
+            sp = table.space
+            raise LatencyTableError(f"the latency table lacks {len(missing)} entries of this space (e.g. {missing[0]}; "
+                                    f"the table times {sp['name']} {sp['options']} at "
+                                    f"{'x'.join(map(str, sp['image_shape']))}); build a table for this space with "
+                                    f"fsnas latency build")
         stat = "median_ms"
         self.ops = plan.ops
         self.costs = torch.tensor([[table.entries[s.key][stat] if s is not None else 0.0 for s in row]

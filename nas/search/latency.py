@@ -54,9 +54,11 @@ class LatencyObjective:
         return lat.item()
 
 
-def load_predictor(lc: LatencyConfig, supernet: nn.Module, image_shape, device: torch.device) -> LatencyPredictor:
-    """The configured table, checked against this device, as a predictor for ``supernet``."""
+def load_predictor(lc: LatencyConfig, space: str, supernet: nn.Module, image_shape,
+                   device: torch.device) -> LatencyPredictor:
+    """The configured table, checked against this device and the ``space`` of ``supernet``, as its predictor."""
     table = LatencyTable.load(lc.table)
+    table.check_space(space, "search.space", f"search.latency.table {lc.table}")
     # the thread count is the table's to state, not this search's: latency is timed with the table's threads
     table.check_device(device, threads=table.fingerprint.get("threads"), force=lc.force,
                        how_to_force="set search.latency.force=true")

@@ -49,7 +49,7 @@ def build_search(cfg: RunConfig, image_shape: tuple[int, ...], device: torch.dev
     sc = cfg.search
     torch.manual_seed(cfg.seed)
     supernet = create_supernet(sc.space, image_shape[0], **sc.space_options).to(device)
-    predictor = load_predictor(sc.latency, supernet, image_shape, device) if sc.latency.table else None
+    predictor = load_predictor(sc.latency, sc.space, supernet, image_shape, device) if sc.latency.table else None
     setup = SearchSetup(cfg, STRATEGIES[sc.sampler], supernet, predictor)
     if setup.strategy_class.chooses_by_evolution:
         check_feasible(supernet, sc.max_params, image_shape, min(sc.evolution.max_tries, FEASIBILITY_DRAWS), cfg.seed,

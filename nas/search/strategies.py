@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsnas_core.options import OptionError, above_zero, at_least, in_range, one_of
 from fsnas_core.registry import Registry
 from meta.episodes import Episode
 from meta.optim_state import load_optimizer_state
@@ -74,6 +75,13 @@ def create_strategy(name: str, supernet: nn.Module, *, steps: int, seed: int,
     return cls(supernet, **given, **(options or {}))
 
 
+def check_weight_options(options: dict) -> None:
+    """The supernet weights' SGD settings and gradient clipping, which every strategy here takes."""
+    in_range(options, 0.0, 1.0, "w_momentum")
+    at_least(options, 0.0, "w_weight_decay")
+    above_zero(options, "grad_clip")
+
+
 def _sgd(params, lr: float, momentum: float, weight_decay: float, steps: int) -> tuple:
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr / 50)
@@ -89,8 +97,7 @@ class DartsStrategy(SearchStrategy):
                  w_lr: float = 0.025, w_momentum: float = 0.9, w_weight_decay: float = 3e-4, arch_lr: float = 3e-4,
                  arch_weight_decay: float = 1e-3, order: str = "first", grad_clip: float = 5.0,
                  max_skip: int = 2) -> None:
-        if order not in ("first", "second"):
-            raise ValueError(f"order must be 'first' or 'second', got '{order}'")
+        DartsStrategy.check_options(dict(locals()))
         self.net, self.order, self.grad_clip, self.max_skip = supernet, order, grad_clip, max_skip
         self.w_opt, self.w_sched = _sgd(supernet.weight_parameters(), w_lr, w_momentum, w_weight_decay, steps)
         self.a_opt = torch.optim.Adam(supernet.arch_parameters(), lr=arch_lr, betas=(0.5, 0.999),
@@ -98,6 +105,12 @@ class DartsStrategy(SearchStrategy):
         self.w_momentum, self.w_weight_decay = w_momentum, w_weight_decay
         self.steps, self.t = steps, 0
         self.latency = latency  # None: accuracy only; else the latency-aware architecture loss
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        check_weight_options(options)
+        one_of(options, "order", ("first", "second"))
+        at_least(options, 0.0, "arch_weight_decay")
 
     def _decay_aux_skip(self) -> None:
         """DARTS-: the auxiliary skip's weight falls linearly from its initial value to 0 at the last step."""
@@ -196,7 +209,13 @@ class GdasStrategy(DartsStrategy):
         if getattr(supernet, "weighting", None) != self.needs_weighting:
             raise ValueError("gdas needs a supernet with weighting 'gumbel' (set search.space_options.weighting)")
         super().__init__(supernet, steps=steps, **options)
+        check_temperatures({"tau_max": tau_max, "tau_min": tau_min})
         self.tau_max, self.tau_min = tau_max, tau_min
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        super().check_options(options)
+        check_temperatures(options)
 
     def step(self, train_ep: Episode, val_ep: Episode) -> dict[str, float]:
         # exponential annealing: tau_max at the first step, tau_min at the last
@@ -215,9 +234,14 @@ class SposStrategy(SearchStrategy):
 
     def __init__(self, supernet: nn.Module, *, steps: int, w_lr: float = 0.05, w_momentum: float = 0.9,
                  w_weight_decay: float = 4e-5, grad_clip: float = 5.0, seed: int = 0) -> None:
+        SposStrategy.check_options(dict(locals()))
         self.net, self.grad_clip = supernet, grad_clip
         self.w_opt, self.w_sched = _sgd(supernet.weight_parameters(), w_lr, w_momentum, w_weight_decay, steps)
         self.gen = torch.Generator().manual_seed(seed)
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        check_weight_options(options)
 
     def step(self, train_ep: Episode, val_ep: Episode | None = None) -> dict[str, float]:
         self.net.train()
@@ -239,6 +263,14 @@ class SposStrategy(SearchStrategy):
         self.gen.set_state(state["gen"])
 
 
+def check_temperatures(options: dict) -> None:
+    """GDAS's Gumbel temperatures: above 0, annealed downwards."""
+    above_zero(options, "tau_max", "tau_min")
+    if options["tau_min"] > options["tau_max"]:
+        raise OptionError("tau_min", f"{options['tau_min']} is above tau_max {options['tau_max']}; the temperature "
+                                     f"is annealed from tau_max down to tau_min")
+
+
 @STRATEGIES.register("sandwich")
 class SandwichStrategy(SposStrategy):
     """The sandwich rule (Yu et al. 2019; BigNAS, Yu et al. 2020): each step trains the space's largest path,
@@ -251,9 +283,15 @@ class SandwichStrategy(SposStrategy):
     def __init__(self, supernet: nn.Module, *, steps: int, w_lr: float = 0.05, w_momentum: float = 0.9,
                  w_weight_decay: float = 4e-5, grad_clip: float = 5.0, random_paths: int = 2, distill: bool = True,
                  seed: int = 0) -> None:
+        SandwichStrategy.check_options(dict(locals()))
         super().__init__(supernet, steps=steps, w_lr=w_lr, w_momentum=w_momentum, w_weight_decay=w_weight_decay,
                          grad_clip=grad_clip, seed=seed)
         self.random_paths, self.distill = random_paths, distill
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        super().check_options(options)
+        at_least(options, 0, "random_paths")
 
     def paths(self) -> list:
         """This step's paths: the largest first (the teacher), the smallest, then the drawn ones."""

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsnas_core.options import OptionError
+
 from ..registry import SPACES
 from .dynamic import DynamicBatchNorm2d, DynamicConv2d
 from .genotype import BLOCKS, DOWNSAMPLING, HEADS, MAX_CONVS, ElasticGenotype, ElasticStage
@@ -72,7 +74,8 @@ def _per_stage(widths, stages: int) -> tuple[tuple[int, ...], ...]:
     """``widths``: one list for every stage, or one list per stage."""
     if widths and all(isinstance(w, (list, tuple)) for w in widths):
         if len(widths) != stages:
-            raise ValueError(f"widths: give one list for every stage or one per stage ({stages}), got {len(widths)}")
+            raise ValueError(f"widths: give one list for every stage, or one list per stage ({stages}), got "
+                             f"{len(widths)} lists")
         return tuple(tuple(sorted(int(v) for v in w)) for w in widths)
     return (tuple(sorted(int(v) for v in widths)),) * stages
 
@@ -87,6 +90,7 @@ class ElasticSupernet(nn.Module):
                  downsampling: Sequence[str] = ("maxpool", "stride"), heads: Sequence[str] = HEADS,
                  kernel_transform: bool = False) -> None:
         super().__init__()
+        self.check_options(dict(locals()))
         self.in_channels = in_channels
         self.stage_counts = tuple(sorted(set(int(n) for n in stages)))
         n_max = self.stage_counts[-1]
@@ -94,7 +98,6 @@ class ElasticSupernet(nn.Module):
         self.depths, self.kernels = tuple(sorted(set(depths))), tuple(sorted(set(kernels)))
         self.blocks, self.convs = tuple(blocks), tuple(sorted(set(convs)))
         self.downsampling, self.heads = tuple(downsampling), tuple(heads)
-        self._check_choices()
         self.stage_blocks = nn.ModuleList()
         c_in = in_channels
         for widths_i in self.widths:
@@ -114,17 +117,30 @@ class ElasticSupernet(nn.Module):
         self.choices = tuple(sorted({ElasticStage(b, 1, 1, k, convs=c if b == "residual" else 1).op
                                      for b in self.blocks for k in self.kernels for c in self.convs}))
 
-    def _check_choices(self) -> None:
-        bad = ([f"blocks: '{b}'" for b in self.blocks if b not in BLOCKS]
-               + [f"downsampling: '{d}'" for d in self.downsampling if d not in DOWNSAMPLING]
-               + [f"heads: '{h}'" for h in self.heads if h not in HEADS]
-               + [f"kernels: {k}" for k in self.kernels if k < 1 or k % 2 == 0]
-               + [f"convs: {c}" for c in self.convs if not 1 <= c <= MAX_CONVS]
-               + [f"depths: {d}" for d in self.depths if d < 1]
-               + [f"widths: {w}" for ws in self.widths for w in ws if w < 1]
-               + [f"stages: {n}" for n in self.stage_counts if n < 1])
-        if bad or not all((self.blocks, self.downsampling, self.heads, self.kernels, self.convs, self.depths)):
-            raise ValueError(f"elastic space: bad choice {bad[0] if bad else '(an empty choice list)'}")
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Known block types, downsampling and heads; odd kernels; 1-3 convs; positive depths, widths and
+        stage counts; per-stage widths for every stage; no empty choice list."""
+        for name in ("stages", "widths", "depths", "kernels", "blocks", "convs", "downsampling", "heads"):
+            if not options[name]:
+                raise OptionError(name, "give at least one choice")
+        for name, known in (("blocks", BLOCKS), ("downsampling", DOWNSAMPLING), ("heads", HEADS)):
+            bad = [v for v in options[name] if v not in known]
+            if bad:
+                raise OptionError(name, f"'{bad[0]}' is not a choice; use some of {', '.join(known)}")
+        for name, low in (("stages", 1), ("depths", 1), ("kernels", 1), ("convs", 1)):
+            if min(options[name]) < low:
+                raise OptionError(name, f"every choice must be at least {low}, got {list(options[name])}")
+        if any(k % 2 == 0 for k in options["kernels"]):
+            raise OptionError("kernels", f"kernels must be odd (same padding), got {list(options['kernels'])}")
+        if max(options["convs"]) > MAX_CONVS:
+            raise OptionError("convs", f"a residual block has 1-{MAX_CONVS} convs, got {list(options['convs'])}")
+        try:
+            widths = _per_stage(options["widths"], max(options["stages"]))
+        except ValueError as exc:
+            raise OptionError("widths", str(exc).partition(": ")[2]) from None
+        if any(not w or min(w) < 1 for w in widths):
+            raise OptionError("widths", f"every width must be at least 1, got {options['widths']}")
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fsnas_core.options import at_least, declares_checks
+
 from ..registry import MODELS
 
 
@@ -25,6 +27,12 @@ class Conv4(nn.Module):
         return self.features(x).flatten(1)
 
 
+def check_conv4(options: dict) -> None:
+    at_least(options, 1, "hidden", "layers")
+
+
 @MODELS.register("conv4")
+@declares_checks(check_conv4)
 def conv4(in_channels: int = 1, hidden: int = 64, layers: int = 4) -> Conv4:
+    check_conv4({"hidden": hidden, "layers": layers})
     return Conv4(in_channels, hidden, layers)

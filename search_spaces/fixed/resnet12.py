@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fsnas_core.options import OptionError, declares_checks
+
 from ..registry import MODELS
 
 
@@ -36,6 +38,15 @@ class ResNet12(nn.Module):
         return self.pool(self.stages(x)).flatten(1)
 
 
+def check_resnet12(options: dict) -> None:
+    widths = list(options["widths"])
+    if not widths or min(widths) < 1:
+        raise OptionError("widths", f"give the output channels of each residual stage, each at least 1, e.g. "
+                                    f"[64, 160, 320, 640]; got {widths}")
+
+
 @MODELS.register("resnet12")
+@declares_checks(check_resnet12)
 def resnet12(in_channels: int = 3, widths: list[int] | tuple[int, ...] = (64, 160, 320, 640)) -> ResNet12:
+    check_resnet12({"widths": widths})
     return ResNet12(in_channels, tuple(widths))

@@ -193,6 +193,23 @@ def test_bad_genotype_file(tiny_config, tmp_path, capsys):
     assert "unknown op 'warp'" in err
 
 
+@pytest.mark.parametrize("text, words", [
+    ("space: darts\nnormal: {nodes: [[[sep_conv_3x3, a]]]}\nreduce: {nodes: [[[sep_conv_3x3, 0]]]}\n",
+     "normal.nodes[0][0][1]: expected an integer, got 'a'"),
+    ("space: darts\nnormal: {nodes: [[[sep_conv_3x3, 0]]]}\n", "reduce: missing"),
+    ("space: blocks\nstages: [{channels: 8, stride: 1, ops: mbconv_k3_e3}]\n", "stages[0].ops: expected a list"),
+    ("space: darts\nnormal: {nodes: [[[sep_conv_3x3, 0]\n", "not YAML (line 3, column 1"),
+])
+def test_malformed_genotype_files_in_every_command(text, words, tiny_config, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    for args in (["retrain", tiny_config, f"model.genotype={bad}", "--out", tmp_path / "r"],
+                 ["retrain", tiny_config, "--arch", bad, "--out", tmp_path / "r"],
+                 ["export", bad, "--out", tmp_path / "e"], ["latency", "measure", bad, "--repeats", "1"]):
+        assert words in bad_run(tmp_path, capsys, *args)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "e").exists()
+
+
 def test_maml_run_saves_its_head_and_evaluate_reproduces_it(tiny_config, tmp_path, capsys):
     maml = ["train.learner=maml", "train.options={steps: 1, order: first, anil: true}",
             "eval.tasks=[{n_way: 5, k_shot: 1, n_query: 5}]", "eval.bn_mode=transductive"]

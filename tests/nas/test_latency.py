@@ -241,3 +241,23 @@ def test_timing_leaves_the_thread_count_as_it_was(tmp_path):
     assert cli.main(["-q", "latency", "validate", str(tmp_path / "t.json"), "--samples", "4", "--repeats", "1",
                      "--out", str(tmp_path / "v")]) == 0
     assert torch.get_num_threads() == before
+
+
+def test_a_genotype_or_search_of_another_space_is_refused_naming_both(tables, tmp_path, capsys):
+    for name, table in tables.items():
+        table.save(tmp_path / f"{name}.json")
+    create_supernet("blocks", 1, **SPACES["blocks"]).sample_path().save(tmp_path / "blocks.yaml")
+    (tmp_path / "conv4.yaml").write_text("space: fixed\nmodel: conv4\n")
+    fast = ["--warmup", "0", "--repeats", "1"]
+    for genotype, table, fix in (("blocks", "darts", "build a table of the blocks space with fsnas latency build"),
+                                 ("conv4", "blocks", "a fixed network has no latency table: measure it without one")):
+        args = ["-q", "latency", "measure", str(tmp_path / f"{genotype}.yaml"), "--table", str(tmp_path / f"{table}.json")]
+        assert cli.main([*args, *fast]) == 2
+        err = capsys.readouterr().err
+        assert f"{table}.json is a latency table of the {table} space, but the space of " in err and fix in err, err
+    out = tmp_path / "run"
+    assert cli.main(["-q", "search", "configs/quickstart.yaml", f"search.latency.table={tmp_path / 'blocks.json'}",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "blocks.json is a latency table of the blocks space, but search.space is darts; build a table of the " \
+           "darts space with fsnas latency build --space CONFIG" in err and not out.exists()
