@@ -7,7 +7,6 @@ by id after a kill) and the results (``nas.tuning.results``)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 from ..checks import load_config
 from ..config import RunConfig, dump_config
 from ..errors import UserError
-from ..runs import atomic_write_bytes
+from ..files import atomic_write_bytes, check_new_output, make_output_dir, write_json
 from .results import write_results
 from .space import tune_space
 
@@ -44,11 +43,8 @@ def absolute_paths(base: dict) -> dict:
 
 def new_experiment(cfg: RunConfig, out: str | Path) -> Path:
     """The folder of a new experiment, ``out`` (must not exist or be empty), holding the config."""
-    exp = Path(out).resolve()
-    if exp.exists() and any(exp.iterdir()):
-        raise UserError(f"{exp} already exists and is not empty; nothing was overwritten. Choose another --out, or "
-                        f"continue that experiment with fsnas tune --resume {exp}")
-    exp.mkdir(parents=True, exist_ok=True)
+    exp = check_new_output(Path(out).resolve(), hint=f", or continue that experiment with fsnas tune --resume {out}")
+    make_output_dir(exp)
     atomic_write_bytes(exp / CONFIG_FILE, dump_config(cfg).encode())
     return exp
 
@@ -128,4 +124,4 @@ def _record_processes(exp: Path) -> None:
                        if info.process is not None})
     except Exception:  # private API: the record is a convenience, never a reason to fail
         pids = []
-    atomic_write_bytes(exp / PROCESSES_FILE, json.dumps({"driver": os.getpid(), "ray": pids}).encode())
+    write_json(exp / PROCESSES_FILE, {"driver": os.getpid(), "ray": pids}, indent=None)

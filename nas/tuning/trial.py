@@ -7,14 +7,14 @@ the folder is not on this node (a cluster without shared storage) it is restored
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
 
 from ..checks import load_config
-from ..runs import RunDir, atomic_write_bytes
+from ..files import write_json
+from ..runs import RunDir
 from .space import with_overrides
 
 TRIAL_FILE = "trial.json"
@@ -73,8 +73,7 @@ def run_trial(config: dict, spec: dict) -> None:
         cfg = with_overrides(spec["base"], overrides)
         cfg.name = trial_id
         run = RunDir.create(cfg, path)
-    atomic_write_bytes(path / TRIAL_FILE, json.dumps({"trial_id": trial_id, "overrides": overrides,
-                                                      "job": spec["job"]}, indent=2, default=str).encode())
+    write_json(path / TRIAL_FILE, {"trial_id": trial_id, "overrides": overrides, "job": spec["job"]})
     last = {"val": None}
 
     def report(record: dict) -> None:
