@@ -17,6 +17,7 @@ from typing import Callable
 
 from .checks import load_config
 from .errors import ConfigError, Diverged, RunFinished, UserError
+from .files import DISK_FULL, check_new_output
 from .resume import check_resume
 from .runs import RunDir
 
@@ -66,6 +67,8 @@ def _open_job(args: argparse.Namespace, train: bool, test: bool, search: str):
         raise UserError(f"give a config file, e.g. fsnas {args.command} configs/quickstart.yaml")
     else:
         source = config
+    if args.out and not args.resume:
+        RunDir.check_out(args.out)  # before any work
     cfg = load_config(source, overrides if not args.resume else [])
     if args.resume:
         check_resume(RunDir.open(args.resume), cfg)
@@ -198,6 +201,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .pipeline import evaluate_run, load_trained
     trained = RunDir.open(args.run_dir)
+    if args.out:
+        RunDir.check_out(args.out)  # before any work
     bad = [o for o in args.overrides if not o.split("=", 1)[0].startswith(("eval.", "data.", "device"))]
     if bad:
         raise UserError(f"evaluate takes only eval.*, data.* and device overrides; '{bad[0]}' would change the "
@@ -252,6 +257,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if config is None or not args.out:
             raise UserError("give a config file and --out, e.g. fsnas tune configs/tune/omniglot_spos_latency_cpu.yaml "
                             "--out runs/sweep")
+        check_new_output(args.out)  # before any work; the experiment is checked again when it is made
         cfg = load_config(config, overrides)
         try:
             parsed = check_space(cfg)
@@ -328,12 +334,35 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
         setup(p)
         p.set_defaults(func=fn)
+        _own_usage(p)
     return parser
+
+
+def _own_usage(p: argparse.ArgumentParser) -> None:
+    """Each (sub)command's parser remembers itself, so that a stray argument is refused with its usage line."""
+    p.set_defaults(command_parser=p)
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _own_usage(child)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Options and ``key=value`` overrides in any order: overrides after an option (``--out DIR train.steps=5``)
+    join those before it, in command-line order; anything else left over is refused with the command's usage."""
+    args, rest = parser.parse_known_args(argv)
+    sub = getattr(args, "command_parser", parser)
+    stray = [a for a in rest if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        sub.error(f"unrecognized arguments: {' '.join(stray)}")
+    if rest:
+        args.overrides = [*args.overrides, *rest]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     _route_output_lines(level)
@@ -348,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     except Diverged as exc:
         print(f"fsnas: stopped: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a write outside nas.files (a plot, TorchScript, ONNX) on a full disk
+        if exc.errno not in DISK_FULL:
+            raise
+        print(f"fsnas: error: {exc.filename or 'a file'} could not be written: the disk is full ({exc.strerror}); "
+              f"files written before are kept. Free some space and run again", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("fsnas: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
         return 130

@@ -50,6 +50,9 @@ class DataConfig:
     image_size: int | None = None  # the dataset's default when null
     download: bool = False
     cache: bool = True  # keep decoded images under FSNAS_CACHE_DIR (~/.cache/fsnas)
+    # leave out image files that cannot be decoded (truncated, corrupt, not images) instead of stopping; they are
+    # counted in the run's summary.json (data.skipped_images)
+    skip_bad_images: bool = False
     options: dict = field(default_factory=dict)  # dataset-specific, see `fsnas data list`
     long_tail: LongTailConfig = field(default_factory=lambda: LongTailConfig())
 
@@ -219,7 +222,8 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                              re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+                              re.compile(r"^[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)[eE][-+]?[0-9]+$"),
+                              list("-+.0123456789"))
 
 
 def load_yaml(text: str) -> Any:

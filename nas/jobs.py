@@ -5,14 +5,15 @@ would."""
 from __future__ import annotations
 
 from .config import RunConfig
-from .pipeline import Prepared, input_spec, retrain
+from .pipeline import Prepared, data_facts, input_spec, retrain
 from .runs import GENOTYPE_FILE, RunDir
 from .search.loop import run_search
 
 
 def search_job(cfg: RunConfig, run: RunDir, job: Prepared, progress: bool = True) -> dict:
     found = run_search(cfg, run, job.ds, job.device, job.search, progress=progress)
-    summary = {"command": "search", "run": str(run.path), **found, "input": input_spec(job.ds)}
+    summary = {"command": "search", "run": str(run.path), **found, "input": input_spec(job.ds),
+               "data": data_facts(job.ds)}
     run.write_summary(summary)
     return summary
 

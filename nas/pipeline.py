@@ -21,6 +21,7 @@ from search_spaces import FixedGenotype, Genotype, build_network, load_genotype
 
 from .config import RunConfig
 from .errors import ConfigError, UserError
+from .files import atomic_write_bytes, load_torch_file
 from .runs import GENOTYPE_FILE, LEARNER_FILE, MODEL_FILE, RunDir
 from .search.setup import SearchSetup, build_search
 from .train import episode_sampler, meta_train
@@ -44,9 +45,12 @@ def build_dataset(cfg: RunConfig) -> FewShotDataset:
     try:
         ds = load_dataset(cfg.data.dataset, root, image_size=cfg.data.image_size, split_dir=cfg.data.split_dir,
                           download=cfg.data.download, cache_dir=default_cache_dir() if cfg.data.cache else None,
-                          **cfg.data.options)
+                          skip_bad_images=cfg.data.skip_bad_images, **cfg.data.options)
     except DatasetError as exc:
         raise ConfigError(f"data: {exc}", key="data") from None
+    if ds.info.get("skipped_images"):  # logged on every run, the disk cache read or not
+        log.warning("data.skip_bad_images: %d unreadable image files left out (first: %s)",
+                    ds.info["skipped_images"], ds.info["skipped_files"][0])
     lt = cfg.data.long_tail
     if lt.imbalance is not None:
         from meta.data.long_tail import make_long_tailed
@@ -92,12 +96,17 @@ def build_model(cfg: RunConfig, ds: FewShotDataset) -> nn.Module:
     """The configured backbone, freshly initialised or (``model.weights``) loaded from a state dict."""
     model = build_network(model_genotype(cfg), in_channels=ds.image_shape[0])
     if cfg.model.weights is not None:
+        fix = "Give the weights of the same architecture (a run's model.pt, an export's weights.pt)"
         try:
-            model.load_state_dict(torch.load(cfg.model.weights, map_location="cpu", weights_only=True))
+            state = load_torch_file(cfg.model.weights, "state dict", fix)
+        except UserError as exc:
+            raise ConfigError(f"model.weights: {exc}", key="model.weights") from None
+        try:
+            model.load_state_dict(state)
         except Exception as exc:
             raise ConfigError(f"model.weights: {cfg.model.weights} does not hold weights of this backbone "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); it is never unpickled "
-                              f"as code. Give the weights of the same architecture", key="model.weights") from None
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}). {fix}",
+                              key="model.weights") from None
     return model
 
 
@@ -121,6 +130,14 @@ def environment() -> dict:
     return {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
             "threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def data_facts(ds: FewShotDataset) -> dict:
+    """What a run's summary records of its data: the dataset, its images, the unreadable files left out."""
+    facts = {"dataset": ds.name, "images": int(ds.images.shape[0])}
+    if "skipped_images" in ds.info:  # data.skip_bad_images
+        facts.update({k: ds.info[k] for k in ("skipped_images", "skipped_files") if k in ds.info})
+    return facts
 
 
 def input_spec(ds: FewShotDataset) -> dict:
@@ -201,11 +218,12 @@ def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.devic
     if best is not None:  # report and keep the weights that validated best
         learner.model.load_state_dict(best["model"])
         learner.load_trained_state(best.get("learner", {}))
-    torch.save(learner.model.state_dict(), run.path / MODEL_FILE)
+    run.save_torch(MODEL_FILE, learner.model.state_dict())
     if learner.trained_state():
-        torch.save(learner.trained_state(), run.path / LEARNER_FILE)
+        run.save_torch(LEARNER_FILE, learner.trained_state())
     genotype = model_genotype(cfg)
-    genotype.save(run.path / GENOTYPE_FILE)
+    with run.writing():
+        atomic_write_bytes(run.path / GENOTYPE_FILE, genotype.to_yaml().encode())
     summary = {"command": "retrain", "run": str(run.path), "model": genotype.to_dict(), "learner": cfg.train.learner,
                "parameters": sum(p.numel() for p in learner.model.parameters()),
                "train": {"steps": result.steps, "seconds": round(result.seconds, 1),
@@ -213,7 +231,8 @@ def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.devic
                          "final_loss": result.final_loss, "final_accuracy": result.final_accuracy,
                          "best_val_accuracy": result.best_val_accuracy, "best_step": result.best_step,
                          "weights": "best validation" if best is not None else "last step"},
-               "device": str(device), "environment": environment(), "seed": cfg.seed, "input": input_spec(ds)}
+               "device": str(device), "environment": environment(), "seed": cfg.seed, "input": input_spec(ds),
+               "data": data_facts(ds)}
     if pretrained:
         summary["pretrain"] = pretrained
     if evaluate_after:
@@ -234,11 +253,8 @@ def load_trained(run_dir: Path, cfg: RunConfig, ds: FewShotDataset, device: torc
     saved = Path(run_dir) / GENOTYPE_FILE  # the architecture the run trained, whatever the config now points to
     genotype = load_genotype(saved) if saved.is_file() else model_genotype(cfg)
     model = build_network(genotype, in_channels=ds.image_shape[0])
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch's own hint (load with weights_only=False) would run untrusted code
-        raise UserError(f"{weights} is not a plain state dict ({type(exc).__name__}); it is never unpickled as "
-                        f"code. Use the model.pt fsnas wrote, or retrain the run") from None
+    # never torch's own hint (load with weights_only=False): that would run untrusted code
+    state = load_torch_file(weights, "state dict", "Use the model.pt fsnas wrote, or retrain the run")
     try:
         model.load_state_dict(state)
     except Exception as exc:
@@ -247,11 +263,13 @@ def load_trained(run_dir: Path, cfg: RunConfig, ds: FewShotDataset, device: torc
     learner = build_learner(cfg, model, device, ds.image_shape)
     extra = Path(run_dir) / LEARNER_FILE
     if extra.is_file():
+        learned = load_torch_file(extra, f"{cfg.train.learner} state", "Retrain the run", map_location=device)
         try:
-            learner.load_trained_state(torch.load(extra, map_location=device, weights_only=True))
+            learner.load_trained_state(learned)
         except Exception as exc:
             raise UserError(f"{extra} does not hold the {cfg.train.learner} state of this run "
-                            f"({type(exc).__name__}); it is never unpickled as code") from None
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") \
+                from None
     elif learner.trained_state():
         raise UserError(f"{run_dir} has no {LEARNER_FILE}, which a {cfg.train.learner} learner needs (its head); "
                         f"retrain the run")
@@ -263,6 +281,7 @@ def evaluate_run(cfg: RunConfig, trained_dir: Path, run: RunDir, ds: FewShotData
     """Test ``learner`` (``load_trained`` of ``trained_dir``, loaded before ``run`` was made) into ``run``."""
     summary = {"command": "evaluate", "run": str(run.path), "trained_run": str(trained_dir),
                "model": model_genotype(cfg).to_dict(), "learner": cfg.train.learner, "device": str(device),
-               "environment": environment(), **headline(evaluate_tasks(cfg, ds, learner, device, run, progress))}
+               "environment": environment(), "data": data_facts(ds),
+               **headline(evaluate_tasks(cfg, ds, learner, device, run, progress))}
     run.write_summary(summary)
     return summary

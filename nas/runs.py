@@ -18,18 +18,20 @@ holder's PID, and a killed process leaves no stale lock (the kernel drops it).
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
-import tempfile
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
 from .config import RunConfig, dump_config
 from .errors import UserError
+from .files import (WriteFailed, append_line, atomic_torch_save, atomic_write_bytes, check_new_output,  # noqa: F401
+                    load_torch_file, make_output_dir, to_json, write_json)
 from .folder_lock import LOCK_FILE, FolderLock, RunInUse  # noqa: F401  (RunInUse: raised by lock)
 
 METRICS_FILE = "metrics.jsonl"
@@ -38,46 +40,6 @@ MODEL_FILE = "model.pt"
 LEARNER_FILE = "learner.pt"
 
 
-def to_json(obj: Any, indent: int | None = None) -> str:
-    """Strict JSON: a NaN or infinite float (a diverged figure) is written as null, never as a bare NaN that
-    JSON readers refuse; other non-JSON values (tensors, numpy scalars) as floats."""
-    def clean(x: Any) -> Any:
-        if isinstance(x, float):
-            return x if math.isfinite(x) else None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        return x
-    return json.dumps(clean(obj), indent=indent, allow_nan=False, default=lambda v: clean(float(v)))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class RunDir:
@@ -92,10 +54,12 @@ class RunDir:
     @classmethod
     def create(cls, cfg: RunConfig, out: str | Path | None = None) -> "RunDir":
         """A new run folder, made atomically and locked: ``out`` if given (absent or an empty folder), else
-        out_dir/name-time.  Two processes creating the same folder: one wins, the other is refused."""
+        out_dir/name-time.  Two processes creating the same folder: one wins, the other is refused.  A folder
+        this call made is removed again if it cannot be made whole (its lock and config)."""
         if out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+            check_new_output(cfg.out_dir, kind="parent", flag="out_dir")
+            make_output_dir(Path(cfg.out_dir), flag="out_dir")
             for n in range(1000):  # bounded by the number of runs started this second
                 path = Path(cfg.out_dir) / (f"{cfg.name}-{stamp}" + (f"-{n}" if n else ""))
                 try:
@@ -105,22 +69,30 @@ class RunDir:
                     continue
             else:
                 raise UserError(f"1000 run folders named {cfg.name}-{stamp}* exist in {cfg.out_dir}; give --out")
+            made = path
         else:
-            path = Path(out)
-            if path.exists() and not path.is_dir():
-                raise UserError(f"--out {path} is a file, not a folder; nothing was overwritten. Choose another --out")
-            _check_empty(path, ignore={LOCK_FILE})  # a lock alone: a creation killed before its config
-            try:
-                path.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UserError(f"--out {path} cannot be created ({exc.strerror}); choose a folder you can "
-                                f"write") from None
+            path = cls.check_out(out)
+            made = _first_missing(path)
+            make_output_dir(path)
         run = cls(path)
-        run.lock()
-        _check_empty(path, ignore={LOCK_FILE})  # again, under the lock: another process may have been first
-        run.config_text = dump_config(cfg)
-        atomic_write_bytes(run.config_path, run.config_text.encode())
+        try:
+            run.lock()
+            _check_empty(path, ignore={LOCK_FILE})  # again, under the lock: another process may have been first
+            run.config_text = dump_config(cfg)
+            atomic_write_bytes(run.config_path, run.config_text.encode())
+        except BaseException:
+            ours = run._lock.held  # never remove a folder another process holds
+            run.unlock()
+            if ours and made is not None and not run.config_path.exists():
+                shutil.rmtree(made, ignore_errors=True)
+            raise
         return run
+
+    @staticmethod
+    def check_out(out: str | Path) -> Path:
+        """``out`` can be a new run folder: absent, or empty but for a lock (a creation killed before its config).
+        Commands check it before any work; ``create`` checks again."""
+        return check_new_output(out, ignore={LOCK_FILE}, hint=_resume_hint(Path(out)))
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
@@ -157,10 +129,19 @@ class RunDir:
     def checkpoint_path(self, name: str) -> Path:
         return self.path / "checkpoints" / f"{name}.pt"
 
-    # -- metrics --------------------------------------------------------------------------------
+    # -- writing and metrics ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writing(self):
+        """A failed write in this folder says that the last checkpoint is kept and to continue from it."""
+        try:
+            yield
+        except WriteFailed as exc:
+            raise exc.then_(("Free some space, then c" if exc.disk_full else "Make it writable, then c")
+                            + f"ontinue from the last checkpoint with --resume {self.path}") from None
+
     def log(self, record: dict, file: str = METRICS_FILE) -> None:
-        with open(self.path / file, "a") as f:
-            f.write(to_json(record) + "\n")
+        with self.writing():
+            append_line(self.path / file, to_json(record))
         for listener in self.listeners:
             listener(record)
 
@@ -179,34 +160,52 @@ class RunDir:
     def truncate_metrics(self, phase: str, after_step: int, file: str = METRICS_FILE) -> None:
         """Drop ``phase`` lines logged after ``after_step`` (written after the checkpoint we resume from)."""
         keep = [r for r in self.read_metrics(file) if not (r.get("phase") == phase and r.get("step", 0) > after_step)]
-        atomic_write_bytes(self.path / file, "".join(to_json(r) + "\n" for r in keep).encode())
+        with self.writing():
+            atomic_write_bytes(self.path / file, "".join(to_json(r) + "\n" for r in keep).encode())
 
     # -- checkpoints and summary ------------------------------------------------------------------
     def save_checkpoint(self, name: str, state: dict) -> Path:
         """``state`` plus the config it was made with (``config``: YAML text), so a resume can check what changed."""
         path = self.checkpoint_path(name)
-        atomic_torch_save({**state, "config": self.config_text} if self.config_text else state, path)
+        with self.writing():
+            atomic_torch_save({**state, "config": self.config_text} if self.config_text else state, path)
         return path
 
-    def load_checkpoint(self, name: str, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict | None:
-        """``mmap``: tensors are mapped from the file, not read (for a look at a checkpoint's plain values)."""
+    def save_torch(self, file: str, obj) -> None:
+        """A file of the run (model.pt, learner.pt) written atomically, like a checkpoint."""
+        with self.writing():
+            atomic_torch_save(obj, self.path / file)
+
+    def load_checkpoint(self, name: str, map_location: str | torch.device = "cpu", mmap: bool = False,
+                        fix: str = "Remove it to start that phase again") -> dict | None:
+        """``mmap``: tensors are mapped from the file, not read (for a look at a checkpoint's plain values);
+        ``fix``: what the message about an unreadable one tells the user to do."""
         path = self.checkpoint_path(name)
         if not path.exists():
             return None
-        try:
-            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-        except Exception as exc:
-            raise UserError(f"{path} is not a readable fsnas checkpoint ({type(exc).__name__}); "
-                            f"it is never unpickled as code. Remove it to start that phase again") from None
+        return load_torch_file(path, "fsnas checkpoint", fix, map_location=map_location, mmap=mmap)
 
     def write_summary(self, summary: dict) -> None:
-        atomic_write_bytes(self.summary_path, (to_json(summary, indent=2) + "\n").encode())
+        with self.writing():
+            write_json(self.summary_path, summary)
 
     def read_summary(self) -> dict:
         return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
 
 
+def _resume_hint(path: Path) -> str:
+    return f", or continue that run with --resume {path}"
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what making it creates), or None."""
+    missing = None
+    while not path.exists() and path != path.parent:
+        missing, path = path, path.parent
+    return missing
+
+
 def _check_empty(path: Path, ignore: set[str] = frozenset()) -> None:
     if path.is_dir() and any(p.name not in ignore for p in path.iterdir()):
         raise UserError(f"{path} already exists and is not empty; nothing was overwritten. Choose another "
-                        f"--out, or continue that run with --resume {path}")
+                        f"--out{_resume_hint(path)}")

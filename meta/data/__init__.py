@@ -13,7 +13,7 @@ from .registry import DATASETS
 
 import_submodules(__name__, __path__)  # every loader module registers itself in DATASETS
 
-COMMON_ARGS = ("root", "image_size", "split_dir", "download", "cache_dir")
+COMMON_ARGS = ("root", "image_size", "split_dir", "download", "cache_dir", "skip_bad_images")
 
 
 def loader_options(name: str) -> dict[str, inspect.Parameter]:
@@ -22,9 +22,14 @@ def loader_options(name: str) -> dict[str, inspect.Parameter]:
     return {k: p for k, p in params.items() if k not in COMMON_ARGS}
 
 
+def decodes_image_files(name: str) -> bool:
+    """Whether dataset ``name`` is read from image files (and so can leave out unreadable ones)."""
+    return "skip_bad_images" in inspect.signature(DATASETS[name]).parameters
+
+
 def load_dataset(name: str, root: str | Path | None = None, *, image_size: int | None = None,
                  split_dir: str | Path | None = None, download: bool = False,
-                 cache_dir: str | Path | None = None, **options) -> FewShotDataset:
+                 cache_dir: str | Path | None = None, skip_bad_images: bool = False, **options) -> FewShotDataset:
     """Build dataset ``name``; common arguments the loader does not take are dropped, unknown options raise."""
     loader = DATASETS[name]
     params = inspect.signature(loader).parameters
@@ -34,10 +39,13 @@ def load_dataset(name: str, root: str | Path | None = None, *, image_size: int |
                            f"its options are {', '.join(loader_options(name)) or 'none'}")
     common = {"root": Path(root) if root else None, "image_size": image_size,
               "split_dir": Path(split_dir) if split_dir else None, "download": download,
-              "cache_dir": Path(cache_dir) if cache_dir else None}
+              "cache_dir": Path(cache_dir) if cache_dir else None, "skip_bad_images": skip_bad_images}
+    if skip_bad_images and not decodes_image_files(name):
+        raise DatasetError(f"dataset '{name}' decodes no image files, so it has no bad images to skip; "
+                           f"skip_bad_images applies to {', '.join(n for n in DATASETS if decodes_image_files(n))}")
     kwargs = {k: v for k, v in common.items() if k in params and not (k == "image_size" and v is None)}
     return loader(**kwargs, **options)
 
 
-__all__ = ["ClassSplit", "DATASETS", "DatasetError", "FewShotDataset", "load_dataset", "loader_options",
-           "pixel_stats"]
+__all__ = ["ClassSplit", "DATASETS", "DatasetError", "FewShotDataset", "decodes_image_files", "load_dataset",
+           "loader_options", "pixel_stats"]

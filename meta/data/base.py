@@ -89,6 +89,8 @@ class FewShotDataset:
     def describe(self) -> dict:
         """Classes and images per split, as ``fsnas data`` shows them."""
         out = {"dataset": self.name, "image_shape": list(self.image_shape), "splits": {}}
+        if "skipped_images" in self.info:  # unreadable image files left out (skip_bad_images)
+            out["skipped_images"] = self.info["skipped_images"]
         for name in self.splits:
             s = self.split(name)
             out["splits"][name] = {

@@ -60,12 +60,15 @@ def load_or_build(cache_dir: Path | None, key: str, build: Callable[[], FewShotD
     blob = {"name": ds.name, "images": ds.images, "labels": ds.labels, "class_names": list(ds.class_names),
             "splits": {k: list(v) for k, v in ds.splits.items()}, "mean": tuple(ds.mean), "std": tuple(ds.std),
             "train_rotations": ds.train_rotations, "info": dict(ds.info)}
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save(blob, tmp)
+        with os.fdopen(fd, "wb") as f:  # through Python: a full disk is an OSError, not torch's RuntimeError
+            torch.save(blob, f)
         os.replace(tmp, path)
-    except OSError as exc:  # a read-only home must not stop a run
+    except OSError as exc:  # a read-only home or a full disk must not stop a run
         log.warning("could not write dataset cache %s (%s)", path, exc)
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
     return ds

@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-
 from .base import DatasetError, FewShotDataset
 from .common import SPLITS, Built, cached_dataset, class_indices, find_split_file, read_names, require_root
 from .decode import decode_images
@@ -35,7 +33,8 @@ def _class_images(folder: Path) -> list[Path]:
 
 @DATASETS.register("image_folder")
 def load_image_folder(root: Path | None, *, image_size: int = 84, split_dir: Path | None = None,
-                      cache_dir: Path | None = None, folder: str = "", channels: int = 3) -> FewShotDataset:
+                      cache_dir: Path | None = None, skip_bad_images: bool = False, folder: str = "",
+                      channels: int = 3) -> FewShotDataset:
     root = require_root(root, "image_folder", "your dataset folder")
     if channels not in (1, 3):
         raise DatasetError(f"image_folder channels must be 1 (grayscale) or 3 (RGB), got {channels}")
@@ -71,10 +70,11 @@ def load_image_folder(root: Path | None, *, image_size: int = 84, split_dir: Pat
     def build() -> Built:
         log.info("decoding %d images of %d classes from %s at %dx%d", len(files), len(class_names), base,
                  image_size, image_size)
-        images = decode_images(files, image_size, mode="RGB" if channels == 3 else "L")
-        return images, torch.tensor(labels, dtype=torch.long), class_names, {"folder": folder}
+        decoded = decode_images(files, labels, image_size, mode="RGB" if channels == 3 else "L",
+                                skip_bad=skip_bad_images)
+        return decoded.images, decoded.labels, class_names, {"folder": folder, **decoded.info()}
 
     ds = cached_dataset("image_folder", base, image_size, cache_dir, files, build, channels=channels,
-                        classes=class_names)
+                        classes=class_names, skip_bad=skip_bad_images)
     ds.splits = splits  # from the current split files, never from the cache
     return ds

@@ -20,8 +20,6 @@ import logging
 import os
 from pathlib import Path
 
-import torch
-
 from .base import DatasetError, FewShotDataset
 from .decode import decode_images
 from .common import SPLITS, Built, cached_dataset, find_split_file, require_root
@@ -51,7 +49,7 @@ def _files_in(folder: Path) -> set[str]:
 
 @DATASETS.register("mini_imagenet")
 def load_mini_imagenet(root: Path | None, *, image_size: int = 84, split_dir: Path | None = None,
-                       cache_dir: Path | None = None) -> FewShotDataset:
+                       cache_dir: Path | None = None, skip_bad_images: bool = False) -> FewShotDataset:
     root = require_root(root, "mini_imagenet", "mini-imagenet/images/")
     images_dir = root / "mini-imagenet" / "images"
     if not images_dir.is_dir():
@@ -96,10 +94,10 @@ def load_mini_imagenet(root: Path | None, *, image_size: int = 84, split_dir: Pa
 
     def build() -> Built:
         log.info("decoding %d miniImageNet images at %dx%d", len(files), image_size, image_size)
-        images = decode_images(files, image_size, mode="RGB")
-        return images, torch.tensor(labels, dtype=torch.long), class_names, {}
+        decoded = decode_images(files, labels, image_size, mode="RGB", skip_bad=skip_bad_images)
+        return decoded.images, decoded.labels, class_names, decoded.info()
 
     ds = cached_dataset("mini_imagenet", root, image_size, cache_dir, files, build,
-                        classes=class_names, labels=labels)
+                        classes=class_names, labels=labels, skip_bad=skip_bad_images)
     ds.splits = splits  # from the current split files, never from the cache
     return ds

@@ -12,7 +12,6 @@ import logging
 from os.path import isdir, join
 from pathlib import Path
 
-import torch
 from torchvision.datasets import Omniglot
 
 from .base import DatasetError, FewShotDataset
@@ -34,7 +33,7 @@ class OmniglotFolder(Omniglot):
 
 @DATASETS.register("omniglot")
 def load_omniglot(root: Path | None, *, image_size: int = 28, split_dir: Path | None = None,
-                  download: bool = False, cache_dir: Path | None = None,
+                  download: bool = False, cache_dir: Path | None = None, skip_bad_images: bool = False,
                   scheme: str = "vinyals", rotations: bool = True) -> FewShotDataset:
     root = require_root(root, "omniglot", "omniglot-py/")
     if scheme not in ("vinyals", "background"):
@@ -69,9 +68,10 @@ def load_omniglot(root: Path | None, *, image_size: int = 28, split_dir: Path | 
 
     def build() -> Built:
         log.info("decoding %d Omniglot images at %dx%d", len(files), image_size, image_size)
-        return decode_images(files, image_size, mode="L"), torch.tensor(labels), classes, {"scheme": scheme}
+        decoded = decode_images(files, labels, image_size, mode="L", skip_bad=skip_bad_images)
+        return decoded.images, decoded.labels, classes, {"scheme": scheme, **decoded.info()}
 
-    ds = cached_dataset("omniglot", root, image_size, cache_dir, files, build)
+    ds = cached_dataset("omniglot", root, image_size, cache_dir, files, build, skip_bad=skip_bad_images)
     # splits and rotations come from the current files and options, never from the cache
     ds.splits, ds.train_rotations = splits, (4 if rotations else 1)
     return ds

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import yaml
 
 from search_spaces import SPACES
 
 from ..config import SearchConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
+from ..files import load_torch_file
 from ..search.latency import FORMS
 from ..search.strategies import FILLED, STRATEGIES
 from .episodes import check_episode
@@ -74,6 +74,9 @@ def check_latency(sc: SearchConfig) -> None:
                           f"latency build --space CONFIG --out {lc.table}", key="search.latency.table")
 
 
+SUPERNET_FIX = "Give search.supernet the folder of a finished fsnas search with search.sampler: spos"
+
+
 def check_supernet_source(sc: SearchConfig) -> None:
     """search.supernet: a finished search of the same space, by a strategy that chooses by evolution, whose
     supernet training is complete."""
@@ -92,7 +95,12 @@ def check_supernet_source(sc: SearchConfig) -> None:
         if theirs.get(field_name, {} if field_name == "space_options" else None) != value:
             raise ConfigError(f"{key}: {src} searched with search.{field_name} {theirs.get(field_name)!r}, this "
                               f"config has {value!r}; the supernet must be of the same space", key=key)
-    trained = int(torch.load(src / "checkpoints" / "search.pt", map_location="cpu", weights_only=True)["step"])
+    try:
+        state = load_torch_file(src / "checkpoints" / "search.pt", "fsnas search checkpoint", SUPERNET_FIX,
+                                mmap=True, keys=("step", "supernet"))
+    except UserError as exc:
+        raise ConfigError(f"{key}: {exc}", key=key) from None
+    trained = int(state["step"])
     if trained < int(theirs.get("steps", 0)):
         raise ConfigError(f"{key}: {src} has trained its supernet for {trained} of {theirs.get('steps')} steps; "
                           f"finish it first with fsnas search --resume {src}", key=key)

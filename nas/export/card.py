@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
-from ..runs import atomic_write_bytes
+from ..files import atomic_write_bytes, write_json
 
 
 def write_card(card: dict, folder: Path) -> None:
-    atomic_write_bytes(folder / "model_card.json", (json.dumps(card, indent=2, default=float) + "\n").encode())
+    write_json(folder / "model_card.json", card)
     atomic_write_bytes(folder / "model_card.md", render_markdown(card).encode())
 
 

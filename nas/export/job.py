@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from ..runs import atomic_write_bytes
+from ..files import check_new_output, write_json
 from .pick import parse_pick, pick_ranks, spread
 from .sources import ExportError, candidate_scores, from_architecture, from_retrain_run, from_search_run
-from .writer import CARD_FILE, check_out_dir, write_export
+from .writer import CARD_FILE, write_export
 
 
 def from_experiment(path: Path, pick: str, overrides: list[str]):
@@ -72,7 +72,7 @@ def export(source: str, out: str | Path, pick: str = "best", device: torch.devic
     One model: ``out`` is its folder.  Several (``top:K``/``pareto:K``): ``out/rank<R>/`` each, plus
     ``out/index.json``."""
     out = Path(out)
-    check_out_dir(out)
+    check_new_output(out)
     items = resolve(source, pick, list(overrides), in_channels, image_size, seed)
     device = torch.device(device)
     if len(items) == 1:
@@ -85,7 +85,7 @@ def export(source: str, out: str | Path, pick: str = "best", device: torch.devic
         index = [{"folder": f"rank{item.rank}", "rank": item.rank, "search_score": c["search_score"],
                   "parameters": c["parameters"], "macs": c["macs"],
                   "latency_ms_batch_1": c["latency"]["batch_1"]["median_ms"]} for item, c in zip(items, cards)]
-        atomic_write_bytes(tmp / "index.json", (json.dumps({"pick": pick, "models": index}, indent=2) + "\n").encode())
+        write_json(tmp / "index.json", {"pick": pick, "models": index})
         if out.exists():
             out.rmdir()
         tmp.rename(out)

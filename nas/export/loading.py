@@ -11,6 +11,7 @@ from torch import nn
 
 from search_spaces import GenotypeError, build_network, load_genotype
 
+from ..files import load_torch_file
 from .sources import ExportError
 from .writer import CARD_FILE, FORMAT, GENOTYPE_FILE, WEIGHTS_FILE, sha256
 
@@ -48,11 +49,7 @@ def load_backbone(folder: str | Path, device: str | torch.device = "cpu", check_
     if check_hash and sha256(weights) != card.get("weights", {}).get("sha256"):
         raise ExportError(f"{weights} does not match the sha256 in {CARD_FILE}: the file changed after export. "
                           f"Export again, or pass check_hash=False if you changed it on purpose")
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ExportError(f"{weights} is not a plain tensor state dict ({type(exc).__name__}); it is never "
-                          f"unpickled as code. Export the run again") from None
+    state = load_torch_file(weights, "tensor state dict", "Export the run again", error=ExportError)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ExportError(f"{weights} is not a state dict of tensors; export the run again")
     net = build_network(genotype, in_channels=int(card["input"]["shape"][0]))

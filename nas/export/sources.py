@@ -14,6 +14,7 @@ from torch import nn
 from search_spaces import MODELS, FixedGenotype, Genotype, GenotypeError, build_network, load_genotype
 
 from ..errors import UserError
+from ..files import load_torch_file
 
 class ExportError(UserError):
     """An export source or an export folder that cannot be used; the message names the fix."""
@@ -85,11 +86,8 @@ def from_retrain_run(run_path: Path, overrides: list[str]) -> list[Exportable]:
     cfg = load_config(run_path / "config.yaml", overrides)
     spec = _input_spec(summary, cfg)
     genotype = _genotype(run_path / GENOTYPE_FILE)
-    try:
-        state = torch.load(run_path / MODEL_FILE, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ExportError(f"{run_path / MODEL_FILE} is not a plain state dict ({type(exc).__name__}); it is never "
-                          f"unpickled as code") from None
+    state = load_torch_file(run_path / MODEL_FILE, "state dict", "Use the model.pt fsnas wrote, or retrain the "
+                            "run", error=ExportError)
     net = as_affine_network(genotype, spec["shape"][0], state)
     train = summary.get("train", {})
     origin = (f"trained with {summary.get('learner')} for {train.get('steps')} episodes "
@@ -113,10 +111,8 @@ def _fold_learned_state(run_path: Path, net: nn.Module, shape: list[int], learne
     path = run_path / LEARNER_FILE
     if not path.is_file():
         return None
-    try:
-        learned = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ExportError(f"{path} is not a plain state dict ({type(exc).__name__}); it is never unpickled") from None
+    learned = load_torch_file(path, "learner state", "Use the learner.pt fsnas wrote, or retrain the run",
+                              error=ExportError)
     try:
         return LEARNERS[learner].fold_into_backbone(net, learned, shape)
     except FoldError as exc:
@@ -143,7 +139,7 @@ def from_search_run(run_path: Path, overrides: list[str], ranks: list[int] | Non
     prepared = prepare(cfg, train=False, test=False, search=True)
     ds, device = prepared.ds, prepared.device
     supernet = prepared.search.supernet.cpu()  # the run's supernet, its trained weights loaded below
-    state = RunDir(run_path).load_checkpoint("search")
+    state = RunDir(run_path).load_checkpoint("search", fix="Export a search run whose checkpoint fsnas wrote")
     if state is None:
         raise ExportError(f"{run_path} has no checkpoints/search.pt: the supernet weights are gone, so the "
                           f"candidates cannot inherit them. Retrain the genotype instead (fsnas retrain --arch)")

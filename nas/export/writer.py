@@ -22,7 +22,8 @@ from search_spaces.counting import count_module
 
 from ..latency import measure_latency
 from ..latency.fingerprint import device_summary
-from ..runs import GENOTYPE_FILE, atomic_torch_save
+from ..files import atomic_torch_save, check_new_output
+from ..runs import GENOTYPE_FILE
 from .card import write_card
 from .sources import ExportError, Exportable
 
@@ -34,11 +35,6 @@ TOLERANCE = 1e-4  # max |difference| of features between the exported formats an
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def check_out_dir(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"{out} already exists and is not empty; nothing was overwritten. Choose another --out")
 
 
 def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> torch.Tensor:
@@ -74,7 +70,7 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def write_export(item: Exportable, out: Path, device: torch.device, latency_batch: int,
                  source_note: str = "", latency_repeats: int = 50) -> dict:
     """Write one export folder at ``out``; returns the model card (as written to model_card.json)."""
-    check_out_dir(out)
+    check_new_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:

@@ -4,12 +4,12 @@ returns its summary for the CLI to print."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
+from ..files import check_new_output, make_output_dir, write_json
 from .fingerprint import DTYPES
 from .measure import cpu_threads
 
@@ -80,15 +80,6 @@ def _check_timing(args: argparse.Namespace) -> None:
         raise UserError("--batch must be at least 1")
 
 
-def _new_file(path: str) -> Path:
-    out = Path(path)
-    if out.exists():
-        raise UserError(f"{out} exists; give a new file name (nothing is overwritten)")
-    if not out.parent.is_dir():
-        raise UserError(f"{out.parent} does not exist; create the folder first")
-    return out
-
-
 def _genotype(target: str):
     from search_spaces import GenotypeError, load_genotype
     path = Path(target)
@@ -106,7 +97,7 @@ def cmd_build(args: argparse.Namespace) -> str:
     from ..checks import load_config
     from .table import build_table
     _check_timing(args)
-    out = _new_file(args.out)
+    out = check_new_output(args.out, kind="file")
     cfg = load_config(args.space, args.overrides)
     if args.image_shape:
         shape = parse_shape(args.image_shape, "--image-shape")
@@ -125,7 +116,7 @@ def cmd_build(args: argparse.Namespace) -> str:
 def cmd_measure(args: argparse.Namespace) -> str:
     from .table import LatencyTable
     _check_timing(args)
-    out = _new_file(args.out) if args.out else None
+    out = check_new_output(args.out, kind="file") if args.out else None
     genotype = _genotype(args.target)
     table = LatencyTable.load(args.table) if args.table else None
     if table:
@@ -160,7 +151,7 @@ def _measure(args, out, genotype, table, shape, batch, dtype, device) -> str:
         err = (result["predicted_ms"] - stats.median_ms) / stats.median_ms
         line += f"; predicted {result['predicted_ms']:.3f} ms ({result['predictor']}, {err:+.1%})"
     if out:
-        out.write_text(json.dumps(result, indent=2))
+        write_json(out, result)
     return line
 
 
@@ -168,9 +159,7 @@ def cmd_validate(args: argparse.Namespace) -> str:
     from .table import LatencyTable
     from .validate import plot_validation, validate_table
     _check_timing(args)
-    out = Path(args.out)
-    if out.exists():
-        raise UserError(f"{out} exists; give a new folder (nothing is overwritten)")
+    out = check_new_output(args.out)
     table = LatencyTable.load(args.table)
     fp = table.fingerprint
     device = _device(args.device or fp["device_type"])
@@ -182,8 +171,8 @@ def cmd_validate(args: argparse.Namespace) -> str:
               "repeats": table.measure["repeats"] if args.repeats is None else args.repeats}
     with cpu_threads(threads if device.type == "cpu" else None):
         report = validate_table(table, args.samples, args.seed, device, progress=not args.quiet, **timing)
-    out.mkdir(parents=True)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    make_output_dir(out)
+    write_json(out / "report.json", report, indent=1)
     plot_validation(report, out / "validation.png")
     saved = LatencyTable.load(args.table)  # the file as it is now: only its predictor changes
     saved.predictor = table.predictor

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tqdm import tqdm
 from search_spaces import SPACES, create_supernet
 
 from ..errors import UserError
+from ..files import write_json
 from .fingerprint import DTYPES, device_fingerprint, differences_here
 from .measure import cpu_threads, measure_latency
 
@@ -44,10 +44,7 @@ class LatencyTable:
     # -- files -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Atomically: a killed write leaves the old file or none, never half a table."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, path)
+        write_json(Path(path), asdict(self), indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":

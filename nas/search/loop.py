@@ -19,10 +19,12 @@ from meta.data import FewShotDataset
 from meta.episodes import EpisodeSampler
 from search_spaces import PARAMETER_FREE, DartsGenotype
 
+from ..checks.search import SUPERNET_FIX
 from ..config import RunConfig
 from ..divergence import DivergenceGuard
 from ..errors import UserError
-from ..runs import GENOTYPE_FILE, RunDir, atomic_write_bytes, to_json
+from ..files import atomic_write_bytes, write_json
+from ..runs import GENOTYPE_FILE, RunDir
 from ..train import episode_sampler
 from .evolution import Candidate, evolve, score_path
 from .latency import latency_report
@@ -139,16 +141,18 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
 
 def trained_supernet(source: str, device: torch.device) -> dict:
     """The final search checkpoint of a finished SPOS run (checked complete with the config)."""
-    return RunDir.open(source).load_checkpoint("search", map_location=device)
+    return RunDir.open(source).load_checkpoint("search", map_location=device, fix=SUPERNET_FIX)
 
 
 def write_results(run: RunDir, genotype, candidates: list[Candidate], sc, input_size, seconds: float,
                   op_names) -> dict:
-    atomic_write_bytes(run.path / GENOTYPE_FILE, genotype.to_yaml().encode())
+    with run.writing():
+        atomic_write_bytes(run.path / GENOTYPE_FILE, genotype.to_yaml().encode())
     table = [{"rank": i + 1, "score": c.score, "params": c.params, "macs": c.genotype.macs(input_size),
               **({"predicted_latency_ms": c.latency_ms} if c.latency_ms is not None else {}),
               "genotype": c.genotype.to_dict()} for i, c in enumerate(candidates)]
-    atomic_write_bytes(run.path / "candidates.json", (to_json(table, indent=2) + "\n").encode())
+    with run.writing():
+        write_json(run.path / "candidates.json", table)
     genotype.plot(run.path / "cells" / "genotype.png")
     history = run.read_metrics(ALPHA_FILE)
     if history:

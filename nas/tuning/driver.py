@@ -8,7 +8,6 @@ by id after a kill), the results (``nas.tuning.results``) and ``.lock``: the dri
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -19,8 +18,8 @@ from typing import Iterator
 from ..checks import load_config
 from ..config import RunConfig, TuneConfig, dump_config
 from ..errors import UserError
+from ..files import atomic_write_bytes, check_new_output, make_output_dir, write_json
 from ..folder_lock import LOCK_FILE, FolderLock
-from ..runs import atomic_write_bytes
 from .cluster import check_address, wait_until_trials_fit
 from .results import write_results
 from .space import tune_space
@@ -49,22 +48,14 @@ def absolute_paths(base: dict) -> dict:
 
 def new_experiment_path(out: str | Path) -> Path:
     """Where a new experiment goes: ``out``, which must not exist or be an empty folder (checked again when it
-    is made, under its lock)."""
-    exp = Path(out).resolve()
-    if exp.exists() and not exp.is_dir():
-        raise UserError(f"--out {exp} is a file, not a folder; nothing was overwritten. Choose another --out")
-    if exp.is_dir() and any(p.name != LOCK_FILE for p in exp.iterdir()):
-        raise UserError(f"{exp} already exists and is not empty; nothing was overwritten. Choose another --out, or "
-                        f"continue that experiment with fsnas tune --resume {exp}")
-    return exp
+    is made, under its lock).  Creates nothing."""
+    return check_new_output(Path(out).resolve(), ignore=frozenset({LOCK_FILE}),
+                            hint=f", or continue that experiment with fsnas tune --resume {out}")
 
 
 def create_experiment(cfg: RunConfig, exp: Path, lock: FolderLock) -> None:
     """Make the experiment folder ``exp`` (``new_experiment_path``) with its config, under ``lock``."""
-    try:
-        exp.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {exp} cannot be created ({exc.strerror}); choose a folder you can write") from None
+    make_output_dir(exp)
     lock.acquire()
     new_experiment_path(exp)  # again, under the lock: another driver may have been first
     atomic_write_bytes(exp / CONFIG_FILE, dump_config(cfg).encode())
@@ -170,4 +161,4 @@ def _record_processes(exp: Path) -> None:
                        if info.process is not None})
     except Exception:  # private API: the record is a convenience, never a reason to fail
         pids = []
-    atomic_write_bytes(exp / PROCESSES_FILE, json.dumps({"driver": os.getpid(), "ray": pids}).encode())
+    write_json(exp / PROCESSES_FILE, {"driver": os.getpid(), "ray": pids}, indent=None)

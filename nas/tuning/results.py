@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..export.pick import pareto_front
-from ..runs import RunDir, atomic_write_bytes
+from ..files import atomic_write_bytes, write_json
+from ..runs import RunDir
 from .retime import RETIMED_FILE
 from .trial import DIVERGED_KEY, TRIAL_FILE, latency_of, search_score, validation_accuracy
 
@@ -108,7 +109,7 @@ def write_results(exp: Path, cfg: RunConfig, parsed: dict, errors: dict[str, str
     atomic_write_bytes(exp / "pareto.md", ("\n".join(pareto_lines) + "\n").encode())
     if scored:
         plot_front(exp / "pareto.png", rows, scored, front, metric)
-    atomic_write_bytes(exp / RESULTS_FILE, json.dumps(report, indent=2, default=str).encode())
+    write_json(exp / RESULTS_FILE, report)
     return report
 
 

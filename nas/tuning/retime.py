@@ -19,7 +19,8 @@ import torch
 from ..latency import LatencyTable, LatencyTableError, measure_like_table
 from ..latency.fingerprint import differences_here
 from ..latency.measure import cpu_threads
-from ..runs import RunDir, atomic_write_bytes
+from ..files import write_json
+from ..runs import RunDir
 from .trial import TRIAL_FILE, batch1_latency
 
 RETIMED_FILE = "latency_retimed.json"
@@ -84,5 +85,5 @@ def retime_trials(exp: Path) -> dict[str, dict]:
                         trial_id)
             continue
         done[trial_id] = timing
-        atomic_write_bytes(path, json.dumps(done, indent=2).encode())  # a kill loses one timing at most
+        write_json(path, done)  # a kill loses one timing at most
     return done

@@ -14,7 +14,8 @@ import torch
 
 from ..checks import load_config
 from ..errors import Diverged
-from ..runs import RunDir, atomic_write_bytes, to_json
+from ..files import write_json
+from ..runs import RunDir
 from .space import with_overrides
 
 TRIAL_FILE = "trial.json"
@@ -75,7 +76,7 @@ def run_trial(config: dict, spec: dict) -> None:
         cfg.name = trial_id
         run = RunDir.create(cfg, path)
     trial = {"trial_id": trial_id, "overrides": overrides, "job": spec["job"]}
-    atomic_write_bytes(path / TRIAL_FILE, to_json(trial, indent=2).encode())
+    write_json(path / TRIAL_FILE, trial)
     last = {"val": None}
 
     def report(record: dict) -> None:
@@ -104,7 +105,7 @@ def run_trial(config: dict, spec: dict) -> None:
     except Diverged as exc:
         # an ending, not a failure: a retry (tune.max_failures) from the last good checkpoint with the same
         # values would diverge again, so the trial ends here and the results say why
-        atomic_write_bytes(path / TRIAL_FILE, to_json({**trial, DIVERGED_KEY: str(exc)}, indent=2).encode())
+        write_json(path / TRIAL_FILE, {**trial, DIVERGED_KEY: str(exc)})
         return
     tune.report(final_metrics(summary, last["val"]))
 
