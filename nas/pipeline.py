@@ -110,6 +110,20 @@ def build_model(cfg: RunConfig, ds: FewShotDataset) -> nn.Module:
     return model
 
 
+def check_model_runs(cfg: RunConfig, model: nn.Module, image_shape: tuple[int, ...]) -> None:
+    """One forward pass of two blank images: a backbone too deep for the image size (its feature map shrinks
+    to nothing) is refused with the sizes, not met later as a traceback inside training."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *image_shape))
+    except RuntimeError as exc:
+        shape = "x".join(map(str, image_shape))
+        raise ConfigError(f"model: the backbone cannot run on {shape} images ({str(exc).splitlines()[0][:160]}); "
+                          f"give a larger data.image_size or a shallower backbone (fewer layers or stages)",
+                          key="model") from None
+
+
 def build_learner(cfg: RunConfig, model: nn.Module, device: torch.device,
                   in_shape: tuple[int, ...] | None = None) -> Learner:
     if cfg.channels_last:
@@ -195,8 +209,8 @@ def prepare(cfg: RunConfig, train: bool = True, test: bool = True, search: bool 
     device = resolve_device(cfg.device)
     ds = build_dataset(cfg)
     check_against_data(cfg, ds, train=train, test=test, search=search)
-    if train and cfg.model.weights is not None:
-        build_model(cfg, ds)  # the weights must fit before any run folder is made
+    if train:  # the backbone must run on these images (and the weights fit) before any run folder is made
+        check_model_runs(cfg, build_model(cfg, ds), ds.image_shape)
     # searching: the latency table must fit this device and space, evolution's constraints must be feasible
     return Prepared(ds, device, build_search(cfg, ds.image_shape, device) if search else None)
 

@@ -2,6 +2,10 @@
 the stand-alone network of the same path.
 
     python scripts/bench_supernet.py [--space darts] [--channels 16] [--cells 5] [--batch 80] [--size 1 28 28]
+    python scripts/bench_supernet.py --config configs/search/omniglot_elastic_cpu.yaml --path largest
+
+``--config``: the space and options of a search config (the elastic space has no mixed mode: single path and
+stand-alone only).  ``--path``: a sampled path (seeded) or the space's largest (``extreme_path``).
 
 Each mode runs in its own process, so its peak memory is its own (CPU: peak RSS above the RSS right
 after importing torch; CUDA: max allocated).
@@ -34,17 +38,19 @@ def run_mode(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     at_start = current_rss_mb()  # torch imported, nothing built yet
     torch.manual_seed(args.seed)
-    options = {"channels": args.channels, "cells": args.cells, "nodes": args.nodes} if args.space == "darts" else {}
-    supernet = create_supernet(args.space, args.size[0], **options).to(device)
-    path = supernet.sample_path(torch.Generator().manual_seed(args.seed))
+    supernet = create_supernet(args.space, args.size[0], **space_options(args)).to(device)
+    gen = torch.Generator().manual_seed(args.seed)
+    path = supernet.extreme_path(True, gen) if args.path == "largest" else supernet.sample_path(gen)
     model = supernet.subnet(path) if args.mode == "standalone" else supernet
     forward = (lambda x: model(x, path=path)) if args.mode == "single" else model
-    head = nn.Linear(supernet.out_channels, 10).to(device)
+    x = torch.randn(args.batch, *args.size, device=device)
+    with torch.no_grad():
+        features = forward(x[:2]).shape[1]
+    head = nn.Linear(features, 10).to(device)
     params = list(model.weight_parameters() if args.mode != "standalone" else model.parameters()) + list(head.parameters())
     if args.mode == "mixed":
         params += model.arch_parameters()
     opt = torch.optim.SGD(params, lr=0.01)
-    x = torch.randn(args.batch, *args.size, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
 
     def step() -> None:
@@ -71,9 +77,20 @@ def run_mode(args: argparse.Namespace) -> dict:
             "path": path.to_dict()}
 
 
+def space_options(args: argparse.Namespace) -> dict:
+    if args.config:
+        import yaml
+        search = yaml.safe_load(open(args.config))["search"]
+        args.space = search["space"]
+        return search.get("space_options", {})
+    return {"channels": args.channels, "cells": args.cells, "nodes": args.nodes} if args.space == "darts" else {}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--space", default="darts", choices=["darts", "blocks"])
+    p.add_argument("--space", default="darts", choices=["darts", "blocks", "elastic"])
+    p.add_argument("--config", help="a search config: its search.space and space_options (overrides --space)")
+    p.add_argument("--path", choices=["sampled", "largest"], default="sampled")
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--cells", type=int, default=5)
     p.add_argument("--nodes", type=int, default=4)
@@ -88,14 +105,16 @@ def main() -> None:
         print(json.dumps(run_mode(args)))
         return
     rows = []
-    for mode in ("mixed", "single", "standalone"):
+    space_options(args)
+    modes = ("single", "standalone") if args.space == "elastic" else ("mixed", "single", "standalone")
+    for mode in modes:
         cmd = [sys.executable, __file__, *sys.argv[1:], "--mode", mode]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
-    ratio = rows[1]["step_s"] / rows[2]["step_s"]
+    ratio = rows[-2]["step_s"] / rows[-1]["step_s"]
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({os.cpu_count()} cores)"
-    space = (f"darts C={args.channels}, cells={args.cells}, nodes={args.nodes}" if args.space == "darts"
-             else "blocks (default stages)")
+    space = (args.config if args.config else f"darts C={args.channels}, cells={args.cells}, nodes={args.nodes}"
+             if args.space == "darts" else f"{args.space} (default options)") + f", {args.path} path"
     print(f"space {space}, batch {args.batch}, "
           f"input {'x'.join(map(str, args.size))}, {dev}, torch {torch.__version__}, seed {args.seed}, "
           f"median of {args.steps} steps")

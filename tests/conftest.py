@@ -78,3 +78,15 @@ def kill_after_first_checkpoint(fsnas_args: list[str], checkpoint: Path, timeout
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def input_shapes_run(net: torch.nn.Module, modules: list, image_shape: tuple) -> list[tuple]:
+    """The [C, H, W] of each input ``modules`` receive, in the order they run, on one blank image."""
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append(tuple(args[0].shape[1:]))) for m in modules]
+    try:
+        net.eval()(torch.zeros(1, *image_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen

@@ -16,8 +16,10 @@ from torch import nn
 
 from fsnas_core.options import OptionError
 
+from ..latency_plan import LatencyPlan
 from ..registry import SPACES
 from .dynamic import DynamicBatchNorm2d, DynamicConv2d
+from .latency import elastic_plan, genotype_slots
 from .genotype import BLOCKS, DOWNSAMPLING, HEADS, MAX_CONVS, ElasticGenotype, ElasticStage
 from .network import ElasticNetwork, ResidualBlock, pool_ceil
 
@@ -114,6 +116,7 @@ class ElasticSupernet(nn.Module):
                 positions.append(pair)
             self.stage_blocks.append(positions)
             c_in = top
+        self._planned: tuple | None = None  # (image shape, slot key -> position) of the last latency plan
         self.choices = tuple(sorted({ElasticStage(b, 1, 1, k, convs=c if b == "residual" else 1).op
                                      for b in self.blocks for k in self.kernels for c in self.convs}))
 
@@ -201,6 +204,23 @@ class ElasticSupernet(nn.Module):
             stages.append(ElasticStage(block, self.depths[end], self.widths[i][end], self.kernels[end], down,
                                        self.convs[end] if block == "residual" else 1))
         return ElasticGenotype(stages=tuple(stages), head=self._pick(self.heads, generator))
+
+    # -- latency ---------------------------------------------------------------------------------
+    def latency_plan(self, image_shape: tuple[int, int, int]) -> LatencyPlan:
+        """Every slot (block, pooling, head at an input shape) a path can run (``elastic.latency``); the
+        positions ``genotype_positions`` names afterwards are this plan's."""
+        plan = elastic_plan(self, image_shape)
+        self._planned = (tuple(image_shape), {row[o].key: (p, o) for p, row in enumerate(plan.positions)
+                                              for o in range(len(plan.ops)) if row[o] is not None})
+        return plan
+
+    def genotype_positions(self, genotype: ElasticGenotype) -> list[tuple[int, int]]:
+        """(position, op index) of every slot ``genotype`` runs, in the last ``latency_plan``."""
+        if self._planned is None:
+            raise RuntimeError("call latency_plan(image_shape) before genotype_positions")
+        self.check_path(genotype)
+        shape, index = self._planned
+        return [index[s.key] for s in genotype_slots(genotype, shape)]
 
     def subnet(self, genotype: ElasticGenotype) -> ElasticNetwork:
         """The stand-alone network of ``genotype`` with the weights (and BN statistics) it uses here."""

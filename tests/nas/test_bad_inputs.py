@@ -179,3 +179,13 @@ def test_scientific_notation_is_a_float_in_files_and_overrides(tmp_path, text):
     from_file = load_config(path).train.options["lr"]
     from_override = load_config(None, [f"train.options.lr={text}"]).train.options["lr"]
     assert type(from_file) is float and type(from_override) is float and from_file == from_override == float(text)
+
+
+# -- a backbone the images are too small for ------------------------------------------------------------
+@pytest.mark.parametrize("override", ["model.options.layers=6", "data.image_size=12"])
+def test_a_backbone_too_deep_for_the_images_is_refused_before_the_run_folder(tiny_config, tmp_path, capsys,
+                                                                             override):
+    out = tmp_path / "run"
+    refused(capsys, "retrain", tiny_config, override, "--out", out,
+            says=["model: the backbone cannot run on", "give a larger data.image_size or a shallower backbone"])
+    assert not out.exists()

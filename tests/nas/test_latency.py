@@ -19,6 +19,8 @@ from nas.latency.validate import accuracy_metrics, cross_validated, cross_valida
 from nas.search.ranking import spearman_rho
 from search_spaces import build_network, create_supernet
 
+from ..conftest import input_shapes_run
+
 
 def test_measure_latency_statistics_and_mode(monkeypatch):
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).train()
@@ -57,11 +59,7 @@ def test_plan_shapes_are_the_shapes_the_stand_alone_network_runs(space):
     g = supernet.sample_path(torch.Generator().manual_seed(3))
     net = build_network(g, 1)
     ops = [m for m in (net.cells if space == "darts" else [net]) for m in (m.ops if space == "darts" else m.layers)]
-    seen = []
-    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append(tuple(args[0].shape[1:]))) for m in ops]
-    net.eval()(torch.zeros(1, *SHAPE))
-    for h in hooks:
-        h.remove()
+    seen = input_shapes_run(net, ops, SHAPE)
     # ops run in genotype order, which is the order genotype_positions lists them
     chosen = [plan.positions[p][o] for p, o in supernet.genotype_positions(g)]
     assert [s.input_shape() for s in chosen] == seen

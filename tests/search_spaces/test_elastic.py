@@ -11,6 +11,8 @@ from search_spaces import (ElasticGenotype, ElasticStage, ElasticSupernet, Genot
                            create_model, genotype_from_dict, load_genotype, recombine)
 from search_spaces.elastic.dynamic import DynamicConv2d
 
+from ..conftest import input_shapes_run
+
 GENOTYPES = Path(__file__).resolve().parents[2] / "configs" / "genotypes"
 
 
@@ -113,3 +115,31 @@ def test_genotypes_round_trip_check_and_recombine():
                        ({"block": "plain", "depth": "a", "width": 8}, "expected an integer")):
         with pytest.raises(GenotypeError, match=words):
             genotype_from_dict({"space": "elastic", "stages": [bad]})
+
+
+def test_the_latency_plan_holds_every_slot_a_path_runs_at_the_shape_it_runs():
+    from search_spaces.elastic.network import PlainBlock, ResidualBlock
+    supernet = small_supernet(heads=("flatten", "avgpool"))
+    shape = (3, 17, 17)  # odd sizes: pooling rounds down after plain stages and up after residual ones
+    plan = supernet.latency_plan(shape)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(10):
+        g = supernet.sample_path(gen)
+        net = build_network(g, 3)
+        parts = [m for m in net.modules() if isinstance(m, (PlainBlock, ResidualBlock, torch.nn.MaxPool2d))]
+        parts += [net.head] if g.head == "avgpool" else []
+        seen = input_shapes_run(net, parts, shape)
+        slots = [plan.positions[p][o] for p, o in supernet.genotype_positions(g)]
+        assert [s.input_shape() for s in slots] == seen  # in the order the network runs them
+        assert [type(s.build()) for s in slots] == [type(m) for m in parts]
+        assert all(plan.ops[o] == plan.positions[p][o].op for p, o in supernet.genotype_positions(g))
+
+
+@pytest.mark.parametrize("config, points", [("omniglot_elastic_cpu", ["conv4"]),
+                                            ("miniimagenet_elastic_gpu", ["conv4", "resnet12"])])
+def test_the_shipped_configs_contain_the_hand_designed_backbones(config, points):
+    import yaml
+    search = yaml.safe_load((GENOTYPES.parent / "search" / f"{config}.yaml").read_text())["search"]
+    supernet = ElasticSupernet(in_channels=3, **search["space_options"])
+    for name in points:
+        supernet.check_path(load_genotype(GENOTYPES / f"{name}.yaml"))
