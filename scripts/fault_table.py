@@ -91,6 +91,9 @@ def run_case(case: Case) -> dict:
             code, text = "timeout", f"no answer within {case.timeout} s"
         seconds = time.perf_counter() - t0
         message = message_of(text)
+        if code == 0:  # a run that went through: show the line that says what the case looks for
+            message = next((ln.strip() for ln in text.splitlines() if ln.strip() and re.search(case.says, ln)),
+                           message)
         problems = []
         if code != case.code:
             problems.append(f"exit {code}, expected {case.code}")

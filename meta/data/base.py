@@ -71,6 +71,8 @@ class FewShotDataset:
                                f"{self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
             raise DatasetError(f"{self.name}: {self.labels.numel()} labels for {self.images.shape[0]} images")
+        # a cache written before constant channels got std 1 may hold a 0 there
+        self.std = tuple(v if v >= MIN_STD else 1.0 for v in self.std)
         self._split_cache: dict[str, ClassSplit] = {}
 
     @property
@@ -117,8 +119,13 @@ def _build_split(name: str, class_ids: list[int], labels: torch.Tensor, rotation
     return ClassSplit(name=name, class_ids=ids, image_index=index, image_counts=counts, rotations=rotations)
 
 
+MIN_STD = 1e-3  # of [0, 1] pixels: below it a channel is treated as constant
+
+
 def pixel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images scaled to [0, 1] (computed in chunks to bound memory)."""
+    """Per-channel mean and std of uint8 images scaled to [0, 1] (computed in chunks to bound memory).  A
+    channel that (nearly) never varies, such as a blank colour channel, gets std 1: dividing by its ~0 std
+    (0 once rounded) would make every image NaN or blow up its noise."""
     c = images.shape[1]
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)
@@ -129,5 +136,6 @@ def pixel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, .
         total_sq += (x * x).sum(1)
         n += x.shape[1]
     mean = total / max(n, 1)
-    std = (total_sq / max(n, 1) - mean * mean).clamp_min(1e-12).sqrt()
-    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+    std = (total_sq / max(n, 1) - mean * mean).clamp_min(0.0).sqrt()
+    return (tuple(round(float(v), 4) for v in mean),
+            tuple(round(float(v), 4) if v >= MIN_STD else 1.0 for v in std))

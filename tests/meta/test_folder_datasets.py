@@ -347,3 +347,17 @@ def test_image_folder_val_optional_and_errors(tmp_path):
     (splits / "train.txt").unlink()
     with pytest.raises(DatasetError, match=r"split file not found .*train\.txt"):
         load_dataset("image_folder", root, image_size=8, split_dir=splits, folder="mine")
+
+
+def test_a_constant_colour_channel_is_normalised_by_one_not_divided_by_zero():
+    from meta.data.base import FewShotDataset, pixel_stats
+    from meta.episodes import EpisodeSampler
+    images = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
+    images[:, 2] = 0  # a blank blue channel (e.g. images of two colours)
+    mean, std = pixel_stats(images)
+    assert std[2] == 1.0 and 0.2 < std[0] < 0.4
+    old_cache = FewShotDataset("x", images, torch.arange(40) // 4, [str(c) for c in range(10)],
+                               {"train": list(range(10))}, mean, (std[0], std[1], 0.0))
+    assert old_cache.std[2] == 1.0
+    ep = EpisodeSampler(old_cache, "train", 5, 1, 2, seed=0).episode(0)
+    assert torch.isfinite(ep.support_x).all() and torch.isfinite(ep.query_x).all()
