@@ -38,7 +38,8 @@ def run_mode(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     at_start = current_rss_mb()  # torch imported, nothing built yet
     torch.manual_seed(args.seed)
-    supernet = create_supernet(args.space, args.size[0], **space_options(args)).to(device)
+    options = space_options(args)  # sets args.space from --config
+    supernet = create_supernet(args.space, args.size[0], **options).to(device)
     gen = torch.Generator().manual_seed(args.seed)
     path = supernet.extreme_path(True, gen) if args.path == "largest" else supernet.sample_path(gen)
     model = supernet.subnet(path) if args.mode == "standalone" else supernet

@@ -3,7 +3,9 @@
 Each class is a glyph of 2-4 strokes (cubic Bezier curves or three-segment polylines); each image of a
 class redraws it with its own jitter (control-point noise, rotation, scale, shear, shift, stroke width,
 pixel noise), so a class is a family of handwritten-looking variants, as in Omniglot.  White strokes on
-black.  No file is read or downloaded: the quickstart and the fast tests run on a fresh offline machine.
+black; with ``colour: true``, RGB images whose ink and background colours are drawn per image (colour is a
+nuisance, as in natural images: a class is its shape), to try what is met on colour data without having
+it.  No file is read or downloaded: the quickstart and the fast tests run on a fresh offline machine.
 """
 
 from __future__ import annotations
@@ -113,9 +115,23 @@ def render_glyphs(num_classes: int, images_per_class: int, image_size: int = 28,
     return out
 
 
+def colourise(ink: torch.Tensor, seed: int) -> torch.Tensor:
+    """uint8 [N, 3, S, S]: each image's strokes in one random colour on another, with a little pixel noise
+    (its own generator: the glyphs are those of the grayscale images of the same seed)."""
+    g = torch.Generator().manual_seed(seed + 7919)
+    out = torch.empty(ink.shape[0], 3, *ink.shape[2:], dtype=torch.uint8)
+    for lo in range(0, len(ink), CHUNK):
+        a = ink[lo: lo + CHUNK].float().div_(255.0)
+        fg, bg = (torch.rand(len(a), 3, 1, 1, generator=g) for _ in range(2))
+        rgb = bg + (fg - bg) * a + torch.randn((len(a), 3, *a.shape[2:]), generator=g) * 0.03
+        out[lo: lo + CHUNK] = (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
+    return out
+
+
 @DATASETS.register("synthetic")
 def load_synthetic(*, image_size: int = 28, train_classes: int = 400, val_classes: int = 100,
-                   test_classes: int = 100, images_per_class: int = 20, seed: int = 0) -> FewShotDataset:
+                   test_classes: int = 100, images_per_class: int = 20, seed: int = 0,
+                   colour: bool = False) -> FewShotDataset:
     """Procedural glyphs: consecutive class ranges for train / val / test (no val split when val_classes is 0)."""
     for name, value, least in (("image_size", image_size, 8), ("train_classes", train_classes, 2),
                                ("val_classes", val_classes, 0), ("test_classes", test_classes, 2),
@@ -126,10 +142,12 @@ def load_synthetic(*, image_size: int = 28, train_classes: int = 400, val_classe
                                f"set {key} to such a number")
     n_classes = train_classes + val_classes + test_classes
     images = render_glyphs(n_classes, images_per_class, image_size, seed)
+    if colour:
+        images = colourise(images, seed)
     labels = torch.arange(n_classes).repeat_interleave(images_per_class)
     mean, std = pixel_stats(images)
     bounds = [0, train_classes, train_classes + val_classes, n_classes]
     splits = {name: list(range(a, b)) for name, a, b in zip(("train", "val", "test"), bounds, bounds[1:]) if b > a}
     return FewShotDataset(name="synthetic", images=images, labels=labels,
                           class_names=[f"glyph{i:04d}" for i in range(n_classes)], splits=splits, mean=mean,
-                          std=std, train_rotations=1, info={"seed": seed, "generator": GENERATOR})
+                          std=std, train_rotations=1, info={"seed": seed, "generator": GENERATOR, **({"colour": True} if colour else {})})

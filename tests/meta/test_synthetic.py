@@ -76,5 +76,21 @@ def test_bad_options_name_the_option(option, value):
 
 
 def test_unknown_option_is_refused():
-    with pytest.raises(DatasetError, match="takes no option colour"):
-        load_dataset("synthetic", colour=True)
+    with pytest.raises(DatasetError, match="takes no option color"):
+        load_dataset("synthetic", color=True)
+
+
+def test_colour_images_draw_the_same_glyphs_in_colours_that_vary_per_image():
+    grey = load_dataset("synthetic", **SMALL)
+    rgb = load_dataset("synthetic", **SMALL, colour=True)
+    assert rgb.images.shape == (330, 3, 28, 28) and torch.equal(grey.labels, rgb.labels)
+    assert torch.equal(load_dataset("synthetic", **SMALL, colour=False).images, grey.images)  # the default unchanged
+    x = rgb.images.float() / 255
+    # the strokes are where the grayscale strokes are: ink and background differ in colour there
+    ink = grey.images[:, 0] > 200
+    paper = grey.images[:, 0] < 20
+    fg = (x * ink[:, None]).sum((2, 3)) / ink.sum((1, 2))[:, None]
+    bg = (x * paper[:, None]).sum((2, 3)) / paper.sum((1, 2))[:, None]
+    assert (fg - bg).abs().max(1).values.median() > 0.2
+    assert bg[:10].std(0).min() > 0.1  # images of one class: different backgrounds
+    assert all(s > 0.1 for s in rgb.std)
