@@ -3,7 +3,8 @@ supernet on episodes, reporting mean loss and accuracy per window, for the confi
 set of overrides on top of it, e.g. another sampler learning rate or space option).
 
     python scripts/search_objective_check.py CONFIG [key=value ...] [--steps 300] [--window 50]
-        [--variant "search.sampler_options.w_lr=0.005" ...] [--out result.json]
+        [--variant "search.sampler_options.w_lr=0.005" ...] [--path random|largest|GENOTYPE]
+        [--optimizer sgd|adam] [--out result.json]
 
 Try colour data without a colour dataset: ``data.dataset=synthetic data.options={colour: true}
 data.image_size=32``.  Loss stuck at ln(n_way) with chance accuracy is a collapsed feature map (every image
@@ -18,32 +19,58 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nas.checks import load_config  # noqa: E402
 from nas.pipeline import build_dataset  # noqa: E402
 from nas.search.loop import search_samplers  # noqa: E402
-from nas.search.strategies import create_strategy  # noqa: E402
-from search_spaces import create_supernet  # noqa: E402
+from nas.search.objective import episode_loss  # noqa: E402
+from search_spaces import create_supernet, load_genotype  # noqa: E402
 
 
-def run(cfg, ds, variant: list[str], steps: int, window: int) -> dict:
+def paths(supernet, which: str, gen: torch.Generator):
+    """The path of each step: drawn uniformly, the largest, or one genotype file every step."""
+    if which == "random":
+        return lambda: supernet.sample_path(gen)
+    if which == "largest":
+        return lambda: supernet.extreme_path(True, gen)
+    g = load_genotype(which)
+    return lambda: g
+
+
+def run(cfg, ds, variant: list[str], args) -> dict:
+    """SPOS steps (SGD with the config's sampler options, or Adam) on the chosen paths; per window the mean
+    loss and accuracy, and the spread of the features over an episode's images (about 0: collapsed)."""
     torch.manual_seed(cfg.seed)
     sc = cfg.search
     supernet = create_supernet(sc.space, ds.image_shape[0], **sc.space_options)
-    strategy = create_strategy("spos", supernet, steps=steps, seed=cfg.seed,
-                               options={k: v for k, v in sc.sampler_options.items() if k != "random_paths"})
+    so = sc.sampler_options
+    opt = (torch.optim.Adam(supernet.parameters(), lr=args.adam_lr) if args.optimizer == "adam" else
+           torch.optim.SGD(supernet.parameters(), lr=so.get("w_lr", 0.05), momentum=so.get("w_momentum", 0.9),
+                           weight_decay=so.get("w_weight_decay", 4e-5)))
+    next_path = paths(supernet, args.path, torch.Generator().manual_seed(cfg.seed))
     train, _ = search_samplers(cfg, ds)
     rows, acc, loss, t0 = [], [], [], time.perf_counter()
-    for step in range(steps):
-        m = strategy.step(train.episode(step), None)
-        acc.append(m["accuracy"])
-        loss.append(m["loss"])
-        if (step + 1) % window == 0:
-            rows.append({"step": step + 1, "loss": sum(loss) / len(loss), "accuracy": sum(acc) / len(acc)})
+    for step in range(args.steps):
+        supernet.train()
+        path, ep = next_path(), train.episode(step)
+        value, accuracy = episode_loss(lambda x: supernet(x, path=path), ep)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        nn.utils.clip_grad_norm_(supernet.parameters(), so.get("grad_clip", 5.0))
+        opt.step()
+        acc.append(accuracy)
+        loss.append(value.item())
+        if (step + 1) % args.window == 0:
+            with torch.no_grad():
+                feats = supernet(torch.cat([ep.support_x, ep.query_x]), path=path).flatten(1)
+            rows.append({"step": step + 1, "loss": sum(loss) / len(loss), "accuracy": sum(acc) / len(acc),
+                         "feature_spread": float(feats.std(0).mean() / (feats.abs().mean() + 1e-12))})
             acc, loss = [], []
-    return {"variant": variant, "windows": rows, "seconds": round(time.perf_counter() - t0, 1)}
+    return {"variant": variant, "path": args.path, "optimizer": args.optimizer, "windows": rows,
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def main() -> int:
@@ -53,6 +80,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--window", type=int, default=50)
     ap.add_argument("--variant", action="append", default=[], help="overrides (space-separated) of one variant")
+    ap.add_argument("--path", default="random", help="random, largest, or a genotype file trained every step")
+    ap.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="sgd: the sampler options' SGD")
+    ap.add_argument("--adam-lr", type=float, default=1e-3)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     cfg = load_config(args.config, args.overrides)
@@ -60,10 +90,12 @@ def main() -> int:
     report = {"config": args.config, "overrides": args.overrides, "image_shape": list(ds.image_shape),
               "chance": 1 / cfg.search.episode.n_way, "runs": []}
     for variant in [[]] + [v.split() for v in args.variant]:
-        r = run(load_config(args.config, args.overrides + variant), ds, variant, args.steps, args.window)
+        r = run(load_config(args.config, args.overrides + variant), ds, variant, args)
         report["runs"].append(r)
-        line = "  ".join(f"{w['step']}: {w['loss']:.2f}/{w['accuracy']:.2f}" for w in r["windows"])
-        print(f"{' '.join(variant) or 'config':40s} ({r['seconds']:.0f} s)  step: loss/accuracy  {line}", flush=True)
+        line = "  ".join(f"{w['step']}: {w['loss']:.2f}/{w['accuracy']:.2f}/{w['feature_spread']:.2f}"
+                         for w in r["windows"])
+        print(f"{' '.join(variant) or 'config'} ({r['seconds']:.0f} s)  step: loss/accuracy/spread  {line}",
+              flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 0

@@ -59,7 +59,7 @@ def test_apply_override_parses_yaml_values():
     ({}, ["train.options.lrr=0.1"], r"train.options.lrr: unknown option of learner protonet; its options are lr"),
     ({}, ["train.options.lr=fast"], r"train.options.lr: expected float"),
     ({}, ["model.options.hidden=[3]"], r"model.options.hidden: expected int"),
-    ({}, ["data.options.colour=1"], r"data.options.colour: unknown option of dataset synthetic"),
+    ({}, ["data.options.hue=1"], r"data.options.hue: unknown option of dataset synthetic"),
     ({}, ["eval.bn_mode=magic"], r"eval.bn_mode: 'magic' is not a BatchNorm mode"),
     ({}, ["device=tpu"], r"device: 'tpu' is not a device"),
     ({}, ["train.options.loss=focal_typo"], r"train.options.loss: unknown loss"),
