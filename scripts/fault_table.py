@@ -24,18 +24,13 @@ import yaml
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from fault_cases import CASES, Case  # noqa: E402
+from tests.nas.test_cli import TINY as TEST_TINY  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
-TINY = {
-    "name": "tiny", "seed": 0, "device": "cpu",
-    "data": {"dataset": "synthetic", "options": {"train_classes": 40, "val_classes": 10, "test_classes": 10,
-                                                 "images_per_class": 20}},
-    "model": {"name": "conv4", "options": {"hidden": 16}},
-    "train": {"learner": "protonet", "options": {"lr": 0.002}, "steps": 12, "log_every": 4, "checkpoint_every": 4,
-              "val_every": 0, "episode": {"n_way": 5, "k_shot": 1, "n_query": 5}},
-    "eval": {"episodes": 20, "tasks": [{"n_way": 5, "k_shot": 1, "n_query": 5}]},
-}
+# the tests' tiny retrain config, without validation and with one test task
+TINY = {**TEST_TINY, "train": {**TEST_TINY["train"], "val_every": 0},
+        "eval": {"episodes": 20, "tasks": TEST_TINY["eval"]["tasks"][:1]}}
 SEARCH = {**copy.deepcopy(TINY), "name": "stiny",
           "search": {"enabled": True, "space": "darts", "space_options": {"channels": 4, "cells": 3, "nodes": 2},
                      "sampler": "spos", "steps": 8, "log_every": 4, "checkpoint_every": 4,
