@@ -4,11 +4,14 @@ set of overrides on top of it, e.g. another sampler learning rate or space optio
 
     python scripts/search_objective_check.py CONFIG [key=value ...] [--steps 300] [--window 50]
         [--variant "search.sampler_options.w_lr=0.005" ...] [--path random|largest|GENOTYPE]
-        [--optimizer sgd|adam] [--out result.json]
+        [--optimizer sgd|adam] [--metric raw|dim|rms] [--temperature T] [--out result.json]
 
 Try colour data without a colour dataset: ``data.dataset=synthetic data.options={colour: true}
 data.image_size=32``.  Loss stuck at ln(n_way) with chance accuracy is a collapsed feature map (every image
-the same features); a loss far above it is an over-confident metric (squared distances of wide features)."""
+the same features); a loss far above it is an over-confident metric (squared distances of wide features).
+``--metric`` tries the ProtoNet metric's scale: ``raw`` (fsnas's objective: -squared distance), ``dim``
+(-T x squared distance / feature dimension) and ``rms`` (the same on features divided by their root mean
+square over the episode, so every path's features have one scale); T is ``--temperature``."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from nas.checks import load_config  # noqa: E402
 from nas.pipeline import build_dataset  # noqa: E402
 from nas.search.loop import search_samplers  # noqa: E402
 from nas.search.objective import episode_loss  # noqa: E402
+from meta.learners import prototypes  # noqa: E402
 from search_spaces import create_supernet, load_genotype  # noqa: E402
 
 
@@ -38,6 +42,20 @@ def paths(supernet, which: str, gen: torch.Generator):
         return lambda: supernet.extreme_path(True, gen)
     g = load_genotype(which)
     return lambda: g
+
+
+def metric_loss(features, ep, metric: str, temperature: float) -> tuple[torch.Tensor, float]:
+    """``episode_loss`` with the squared distances scaled (``raw``: exactly ``episode_loss``)."""
+    if metric == "raw":
+        return episode_loss(features, ep)
+    feats = features(torch.cat([ep.support_x, ep.query_x])).flatten(1)
+    if metric == "rms":
+        feats = feats / feats.pow(2).mean().sqrt()
+    n = len(ep.support_y)
+    logits = -torch.cdist(feats[n:], prototypes(feats[:n], ep.support_y, ep.n_way)).pow(2)
+    logits = logits * temperature / feats.shape[1]
+    acc = float((logits.detach().argmax(-1) == ep.query_y).float().mean())
+    return nn.functional.cross_entropy(logits, ep.query_y), acc
 
 
 def run(cfg, ds, variant: list[str], args) -> dict:
@@ -56,7 +74,7 @@ def run(cfg, ds, variant: list[str], args) -> dict:
     for step in range(args.steps):
         supernet.train()
         path, ep = next_path(), train.episode(step)
-        value, accuracy = episode_loss(lambda x: supernet(x, path=path), ep)
+        value, accuracy = metric_loss(lambda x: supernet(x, path=path), ep, args.metric, args.temperature)
         opt.zero_grad(set_to_none=True)
         value.backward()
         nn.utils.clip_grad_norm_(supernet.parameters(), so.get("grad_clip", 5.0))
@@ -69,7 +87,8 @@ def run(cfg, ds, variant: list[str], args) -> dict:
             rows.append({"step": step + 1, "loss": sum(loss) / len(loss), "accuracy": sum(acc) / len(acc),
                          "feature_spread": float(feats.std(0).mean() / (feats.abs().mean() + 1e-12))})
             acc, loss = [], []
-    return {"variant": variant, "path": args.path, "optimizer": args.optimizer, "windows": rows,
+    return {"variant": variant, "path": args.path, "optimizer": args.optimizer, "metric": args.metric,
+            "temperature": args.temperature, "windows": rows,
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -83,6 +102,8 @@ def main() -> int:
     ap.add_argument("--path", default="random", help="random, largest, or a genotype file trained every step")
     ap.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="sgd: the sampler options' SGD")
     ap.add_argument("--adam-lr", type=float, default=1e-3)
+    ap.add_argument("--metric", choices=["raw", "dim", "rms"], default="raw")
+    ap.add_argument("--temperature", type=float, default=10.0, help="T of --metric dim and rms")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     cfg = load_config(args.config, args.overrides)

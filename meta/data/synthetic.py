@@ -5,7 +5,8 @@ class redraws it with its own jitter (control-point noise, rotation, scale, shea
 pixel noise), so a class is a family of handwritten-looking variants, as in Omniglot.  White strokes on
 black; with ``colour: true``, RGB images whose ink and background colours are drawn per image (colour is a
 nuisance, as in natural images: a class is its shape), to try what is met on colour data without having
-it.  No file is read or downloaded: the quickstart and the fast tests run on a fresh offline machine.
+it; ink may be lighter or darker than its background (two contrast polarities), unless ``dark_ink: true``
+(ink darker than the background in every channel, as print on paper: one polarity, hues still per image).  No file is read or downloaded: the quickstart and the fast tests run on a fresh offline machine.
 """
 
 from __future__ import annotations
@@ -115,14 +116,17 @@ def render_glyphs(num_classes: int, images_per_class: int, image_size: int = 28,
     return out
 
 
-def colourise(ink: torch.Tensor, seed: int) -> torch.Tensor:
+def colourise(ink: torch.Tensor, seed: int, dark_ink: bool = False) -> torch.Tensor:
     """uint8 [N, 3, S, S]: each image's strokes in one random colour on another, with a little pixel noise
-    (its own generator: the glyphs are those of the grayscale images of the same seed)."""
+    (its own generator: the glyphs are those of the grayscale images of the same seed).  ``dark_ink``: ink
+    channels in [0, 0.4], background channels in [0.6, 1]."""
     g = torch.Generator().manual_seed(seed + 7919)
     out = torch.empty(ink.shape[0], 3, *ink.shape[2:], dtype=torch.uint8)
     for lo in range(0, len(ink), CHUNK):
         a = ink[lo: lo + CHUNK].float().div_(255.0)
         fg, bg = (torch.rand(len(a), 3, 1, 1, generator=g) for _ in range(2))
+        if dark_ink:
+            fg, bg = fg * 0.4, 0.6 + bg * 0.4
         rgb = bg + (fg - bg) * a + torch.randn((len(a), 3, *a.shape[2:]), generator=g) * 0.03
         out[lo: lo + CHUNK] = (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
     return out
@@ -131,7 +135,7 @@ def colourise(ink: torch.Tensor, seed: int) -> torch.Tensor:
 @DATASETS.register("synthetic")
 def load_synthetic(*, image_size: int = 28, train_classes: int = 400, val_classes: int = 100,
                    test_classes: int = 100, images_per_class: int = 20, seed: int = 0,
-                   colour: bool = False) -> FewShotDataset:
+                   colour: bool = False, dark_ink: bool = False) -> FewShotDataset:
     """Procedural glyphs: consecutive class ranges for train / val / test (no val split when val_classes is 0)."""
     for name, value, least in (("image_size", image_size, 8), ("train_classes", train_classes, 2),
                                ("val_classes", val_classes, 0), ("test_classes", test_classes, 2),
@@ -140,14 +144,18 @@ def load_synthetic(*, image_size: int = 28, train_classes: int = 400, val_classe
             key = "data.image_size" if name == "image_size" else f"data.options.{name}"
             raise DatasetError(f"synthetic dataset: {key} must be an integer of at least {least}, got {value!r}; "
                                f"set {key} to such a number")
+    if dark_ink and not colour:
+        raise DatasetError("synthetic dataset: data.options.dark_ink chooses the ink of colour images; set "
+                           "data.options.colour: true with it, or leave dark_ink out")
     n_classes = train_classes + val_classes + test_classes
     images = render_glyphs(n_classes, images_per_class, image_size, seed)
     if colour:
-        images = colourise(images, seed)
+        images = colourise(images, seed, dark_ink)
     labels = torch.arange(n_classes).repeat_interleave(images_per_class)
     mean, std = pixel_stats(images)
     bounds = [0, train_classes, train_classes + val_classes, n_classes]
     splits = {name: list(range(a, b)) for name, a, b in zip(("train", "val", "test"), bounds, bounds[1:]) if b > a}
     return FewShotDataset(name="synthetic", images=images, labels=labels,
                           class_names=[f"glyph{i:04d}" for i in range(n_classes)], splits=splits, mean=mean,
-                          std=std, train_rotations=1, info={"seed": seed, "generator": GENERATOR, **({"colour": True} if colour else {})})
+                          std=std, train_rotations=1, info={"seed": seed, "generator": GENERATOR, **({"colour": True} if colour else {}),
+                                            **({"dark_ink": True} if dark_ink else {})})

@@ -94,3 +94,25 @@ def test_colour_images_draw_the_same_glyphs_in_colours_that_vary_per_image():
     assert (fg - bg).abs().max(1).values.median() > 0.2
     assert bg[:10].std(0).min() > 0.1  # images of one class: different backgrounds
     assert all(s > 0.1 for s in rgb.std)
+
+
+def test_dark_ink_is_darker_than_its_background_in_every_channel_of_every_image():
+    grey = load_dataset("synthetic", **SMALL)
+    both = load_dataset("synthetic", **SMALL, colour=True)
+    dark = load_dataset("synthetic", **SMALL, colour=True, dark_ink=True)
+    x = dark.images.float() / 255
+    ink, paper = grey.images[:, 0] > 200, grey.images[:, 0] < 20
+    fg = (x * ink[:, None]).sum((2, 3)) / ink.sum((1, 2))[:, None]
+    bg = (x * paper[:, None]).sum((2, 3)) / paper.sum((1, 2))[:, None]
+    assert (fg < bg - 0.1).all()  # one contrast polarity, every image and channel
+    assert bg[:10].std(0).min() > 0.05  # hues still drawn per image
+    y = both.images.float() / 255
+    both_fg = (y * ink[:, None]).sum((2, 3)) / ink.sum((1, 2))[:, None]
+    both_bg = (y * paper[:, None]).sum((2, 3)) / paper.sum((1, 2))[:, None]
+    assert (both_fg > both_bg).any() and (both_fg < both_bg).any()  # the default has both polarities
+    assert dark.info["dark_ink"] and "dark_ink" not in both.info
+
+
+def test_dark_ink_without_colour_is_refused_naming_the_fix():
+    with pytest.raises(DatasetError, match="colour: true"):
+        load_dataset("synthetic", **SMALL, dark_ink=True)
