@@ -82,8 +82,8 @@ def stand_alone(args) -> None:
         for step in range(args.train_steps):
             learner.meta_train_step([train.episode(step)])
         acc = evaluate(learner, _Fixed(episodes), len(episodes), device, progress=False)
-        rows.append({"index": k, "genotype": g.to_dict(), "params": g.params(ds.image_shape), "stand_alone": acc.accuracy,
-                     "ci95": acc.ci95, "train_seconds": round(time.perf_counter() - t0, 1)})
+        rows.append({"index": k, "genotype": g.to_dict(), "params": g.params(ds.image_shape),
+                     "stand_alone": acc.accuracy, "ci95": acc.ci95, "train_seconds": round(time.perf_counter() - t0, 1)})
         write_json(out, {"settings": settings, "rows": rows, "one_shot": done.get("one_shot", {})})
         print(f"arch {k}: stand-alone {100 * acc.accuracy:.2f} ± {100 * acc.ci95:.2f}%  ({rows[-1]['params']:,} "
               f"params, {rows[-1]['train_seconds']} s)", flush=True)

@@ -6,7 +6,8 @@ pixel noise), so a class is a family of handwritten-looking variants, as in Omni
 black; with ``colour: true``, RGB images whose ink and background colours are drawn per image (colour is a
 nuisance, as in natural images: a class is its shape), to try what is met on colour data without having
 it; ink may be lighter or darker than its background (two contrast polarities), unless ``dark_ink: true``
-(ink darker than the background in every channel, as print on paper: one polarity, hues still per image).  No file is read or downloaded: the quickstart and the fast tests run on a fresh offline machine.
+(ink darker than the background in every channel, as print on paper: one polarity, hues still per image).
+No file is read or downloaded: the quickstart and the fast tests run on a fresh offline machine.
 """
 
 from __future__ import annotations
@@ -157,5 +158,6 @@ def load_synthetic(*, image_size: int = 28, train_classes: int = 400, val_classe
     splits = {name: list(range(a, b)) for name, a, b in zip(("train", "val", "test"), bounds, bounds[1:]) if b > a}
     return FewShotDataset(name="synthetic", images=images, labels=labels,
                           class_names=[f"glyph{i:04d}" for i in range(n_classes)], splits=splits, mean=mean,
-                          std=std, train_rotations=1, info={"seed": seed, "generator": GENERATOR, **({"colour": True} if colour else {}),
-                                            **({"dark_ink": True} if dark_ink else {})})
+                          std=std, train_rotations=1, info={"seed": seed, "generator": GENERATOR,
+                                                            **({"colour": True} if colour else {}),
+                                                            **({"dark_ink": True} if dark_ink else {})})
