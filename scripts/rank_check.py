@@ -58,10 +58,10 @@ def draw(cfg, shape, n: int, seed: int, include: list[str]) -> list:
 
 def stand_alone(args) -> None:
     cfg = load_config(args.config)
-    ds = prepare(cfg, train=False, test=False).ds
-    device = torch.device("cpu")
+    prepared = prepare(cfg, train=False, test=False)
+    ds, device = prepared.ds, prepared.device
     train, val = samplers(cfg, ds, args)
-    episodes = [val.episode(10**5 + i) for i in range(args.eval_episodes)]
+    episodes = [val.episode(10**5 + i).to(device) for i in range(args.eval_episodes)]
     out = Path(args.out)
     done = json.loads(out.read_text()) if out.exists() else {}
     rows = done.get("rows", [])
@@ -80,7 +80,7 @@ def stand_alone(args) -> None:
                            lr=args.lr, lr_step=max(1, args.train_steps // 2), lr_gamma=0.5)
         t0 = time.perf_counter()
         for step in range(args.train_steps):
-            learner.meta_train_step([train.episode(step)])
+            learner.meta_train_step([train.episode(step).to(device)])
         acc = evaluate(learner, _Fixed(episodes), len(episodes), device, progress=False)
         rows.append({"index": k, "genotype": g.to_dict(), "params": g.params(ds.image_shape),
                      "stand_alone": acc.accuracy, "ci95": acc.ci95, "train_seconds": round(time.perf_counter() - t0, 1)})

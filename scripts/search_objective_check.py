@@ -30,7 +30,6 @@ from nas.checks import load_config  # noqa: E402
 from nas.pipeline import build_dataset  # noqa: E402
 from nas.search.loop import search_samplers  # noqa: E402
 from nas.search.objective import episode_loss  # noqa: E402
-from meta.learners import prototypes  # noqa: E402
 from search_spaces import create_supernet, load_genotype  # noqa: E402
 
 
@@ -45,17 +44,18 @@ def paths(supernet, which: str, gen: torch.Generator):
 
 
 def metric_loss(features, ep, metric: str, temperature: float) -> tuple[torch.Tensor, float]:
-    """``episode_loss`` with the squared distances scaled (``raw``: exactly ``episode_loss``)."""
+    """``episode_loss`` with the squared distances scaled by T / feature dimension (``raw``: unscaled), by
+    scaling the features by sqrt(T / D): -|sa - sb|^2 = -s^2 |a - b|^2."""
     if metric == "raw":
         return episode_loss(features, ep)
-    feats = features(torch.cat([ep.support_x, ep.query_x])).flatten(1)
-    if metric == "rms":
-        feats = feats / feats.pow(2).mean().sqrt()
-    n = len(ep.support_y)
-    logits = -torch.cdist(feats[n:], prototypes(feats[:n], ep.support_y, ep.n_way)).pow(2)
-    logits = logits * temperature / feats.shape[1]
-    acc = float((logits.detach().argmax(-1) == ep.query_y).float().mean())
-    return nn.functional.cross_entropy(logits, ep.query_y), acc
+
+    def scaled(x: torch.Tensor) -> torch.Tensor:
+        f = features(x).flatten(1)
+        if metric == "rms":
+            f = f / f.pow(2).mean().sqrt()
+        return f * (temperature / f.shape[1]) ** 0.5
+
+    return episode_loss(scaled, ep)
 
 
 def run(cfg, ds, variant: list[str], args) -> dict:

@@ -80,17 +80,21 @@ def test_unknown_option_is_refused():
         load_dataset("synthetic", color=True)
 
 
+def ink_and_paper(rgb, grey) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, 3] mean colours of each colour image where its grayscale twin has ink, and where it has paper."""
+    x = rgb.images.float() / 255
+    ink, paper = grey.images[:, 0] > 200, grey.images[:, 0] < 20
+    return ((x * ink[:, None]).sum((2, 3)) / ink.sum((1, 2))[:, None],
+            (x * paper[:, None]).sum((2, 3)) / paper.sum((1, 2))[:, None])
+
+
 def test_colour_images_draw_the_same_glyphs_in_colours_that_vary_per_image():
     grey = load_dataset("synthetic", **SMALL)
     rgb = load_dataset("synthetic", **SMALL, colour=True)
     assert rgb.images.shape == (330, 3, 28, 28) and torch.equal(grey.labels, rgb.labels)
     assert torch.equal(load_dataset("synthetic", **SMALL, colour=False).images, grey.images)  # the default unchanged
-    x = rgb.images.float() / 255
     # the strokes are where the grayscale strokes are: ink and background differ in colour there
-    ink = grey.images[:, 0] > 200
-    paper = grey.images[:, 0] < 20
-    fg = (x * ink[:, None]).sum((2, 3)) / ink.sum((1, 2))[:, None]
-    bg = (x * paper[:, None]).sum((2, 3)) / paper.sum((1, 2))[:, None]
+    fg, bg = ink_and_paper(rgb, grey)
     assert (fg - bg).abs().max(1).values.median() > 0.2
     assert bg[:10].std(0).min() > 0.1  # images of one class: different backgrounds
     assert all(s > 0.1 for s in rgb.std)
@@ -100,15 +104,10 @@ def test_dark_ink_is_darker_than_its_background_in_every_channel_of_every_image(
     grey = load_dataset("synthetic", **SMALL)
     both = load_dataset("synthetic", **SMALL, colour=True)
     dark = load_dataset("synthetic", **SMALL, colour=True, dark_ink=True)
-    x = dark.images.float() / 255
-    ink, paper = grey.images[:, 0] > 200, grey.images[:, 0] < 20
-    fg = (x * ink[:, None]).sum((2, 3)) / ink.sum((1, 2))[:, None]
-    bg = (x * paper[:, None]).sum((2, 3)) / paper.sum((1, 2))[:, None]
+    fg, bg = ink_and_paper(dark, grey)
     assert (fg < bg - 0.1).all()  # one contrast polarity, every image and channel
     assert bg[:10].std(0).min() > 0.05  # hues still drawn per image
-    y = both.images.float() / 255
-    both_fg = (y * ink[:, None]).sum((2, 3)) / ink.sum((1, 2))[:, None]
-    both_bg = (y * paper[:, None]).sum((2, 3)) / paper.sum((1, 2))[:, None]
+    both_fg, both_bg = ink_and_paper(both, grey)
     assert (both_fg > both_bg).any() and (both_fg < both_bg).any()  # the default has both polarities
     assert dark.info["dark_ink"] and "dark_ink" not in both.info
 
