@@ -8,7 +8,7 @@ every supernet is compared on the same architectures and the same episodes:
     FSNAS_DATA_ROOT=../shared/data python scripts/rank_check.py stand-alone CONFIG --archs 24 --out ranks.json
     # 2. score the same architectures with each trained supernet (inherited weights, BN recalibrated, the
     #    same val episodes) and print Kendall's tau against the stand-alone accuracy:
-    FSNAS_DATA_ROOT=../shared/data python scripts/rank_check.py one-shot ranks.json RUN_DIR [RUN_DIR ...]
+    FSNAS_DATA_ROOT=../shared/data python scripts/rank_check.py one-shot ranks.json RUN_DIR [RUN_DIR ...] [--way 5]
 
 Step 1 writes ``--out`` after every architecture and, run again, skips the architectures already there (a
 killed run resumes; ``--reverse`` into another file is a second worker from the other end, merged by
@@ -105,19 +105,20 @@ def one_shot(args) -> None:
         prepared = prepare(cfg, train=False, test=False, search=True)
         ds, device, supernet = prepared.ds, prepared.device, prepared.search.supernet
         supernet.load_state_dict(run.load_checkpoint("search")["supernet"])
-        train, val = samplers(cfg, ds, argparse.Namespace(**settings))
+        train, val = samplers(cfg, ds, argparse.Namespace(**{**settings, "eval_way": args.way or settings["eval_way"]}))
         n_eval = args.eval_episodes or settings["eval_episodes"]
         episodes = [val.episode(10**5 + i).to(device) for i in range(n_eval)]
         batches = [torch.cat([e.support_x, e.query_x]) for e in
                    (train.episode(10**6 + i).to(device) for i in range(cfg.search.evolution.bn_batches))]
         scores = [score_path(supernet, genotype_from_dict(r["genotype"]), batches, episodes) for r in rows]
         tau = kendall_tau(scores, [r["stand_alone"] for r in rows])
-        data["one_shot"][str(run.path)] = {"sampler": cfg.search.sampler, "steps": cfg.search.steps,
-                                           "sampler_options": cfg.search.sampler_options,
-                                           "eval_episodes": n_eval, "scores": scores,
-                                           "kendall_tau": tau}
+        way = args.way or settings["eval_way"]
+        key = str(run.path) if way == settings["eval_way"] else f"{run.path} ({way}-way)"
+        data["one_shot"][key] = {"sampler": cfg.search.sampler, "steps": cfg.search.steps,
+                                 "sampler_options": cfg.search.sampler_options, "way": way,
+                                 "eval_episodes": n_eval, "scores": scores, "kendall_tau": tau}
         write_json(out, data)
-        print(f"{run.path} ({cfg.search.sampler}, {cfg.search.steps} steps): Kendall tau {tau:.3f} over "
+        print(f"{run.path} ({cfg.search.sampler}, {cfg.search.steps} steps, {way}-way): Kendall tau {tau:.3f} over "
               f"{len(rows)} architectures", flush=True)
 
 
@@ -151,6 +152,8 @@ def main() -> None:
     o.add_argument("runs", nargs="+", help="finished fsnas search runs of the same space")
     o.add_argument("--also", nargs="*", default=[], help="other stand-alone files of the same settings")
     o.add_argument("--eval-episodes", type=int, help="the first N of the stand-alone episodes (default: all)")
+    o.add_argument("--way", type=int, help="score on N-way episodes of the same split and seed (default: the "
+                                           "stand-alone episodes' way; 5: as the search's evolution scores)")
     args = p.parse_args()
     stand_alone(args) if args.step == "stand-alone" else one_shot(args)
 

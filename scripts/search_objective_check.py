@@ -3,7 +3,7 @@ supernet on episodes, reporting mean loss and accuracy per window, for the confi
 set of overrides on top of it, e.g. another sampler learning rate or space option).
 
     python scripts/search_objective_check.py CONFIG [key=value ...] [--steps 300] [--window 50]
-        [--variant "search.sampler_options.w_lr=0.005" ...] [--path random|largest|GENOTYPE]
+        [--variant "search.sampler_options.w_lr=0.005" ...] [--path random|largest|progressive|GENOTYPE] [--phase-steps 300,100,...]
         [--optimizer sgd|adam] [--metric raw|dim|rms] [--temperature T] [--out result.json]
 
 Try colour data without a colour dataset: ``data.dataset=synthetic data.options={colour: true}
@@ -30,13 +30,25 @@ from nas.checks import load_config  # noqa: E402
 from nas.pipeline import build_dataset  # noqa: E402
 from nas.search.loop import search_samplers  # noqa: E402
 from nas.search.objective import episode_loss  # noqa: E402
+from nas.search.single_path import PROGRESSIVE_PHASES  # noqa: E402
 from search_spaces import create_supernet, load_genotype  # noqa: E402
 
 
-def paths(supernet, which: str, gen: torch.Generator):
-    """The path of each step: drawn uniformly, the largest, or one genotype file every step."""
+def paths(supernet, which: str, gen: torch.Generator, phase_steps: list[int]):
+    """The path of each step: drawn uniformly, the largest, drawn in the dimensions opened so far
+    (``progressive``: the progressive sampler's default phases, ``phase_steps`` steps each), or one genotype
+    file every step."""
     if which == "random":
         return lambda: supernet.sample_path(gen)
+    if which == "progressive":
+        opened = [{d for phase in PROGRESSIVE_PHASES[: k + 1] for d in phase} for k in range(len(PROGRESSIVE_PHASES))]
+        ends = [sum(phase_steps[: k + 1]) for k in range(len(phase_steps))]
+        step = iter(range(10**9))
+
+        def progressive():
+            t = next(step)
+            return supernet.sample_path(gen, open=opened[next((k for k, e in enumerate(ends) if t < e), -1)])
+        return progressive
     if which == "largest":
         return lambda: supernet.extreme_path(True, gen)
     g = load_genotype(which)
@@ -68,7 +80,11 @@ def run(cfg, ds, variant: list[str], args) -> dict:
     opt = (torch.optim.Adam(supernet.parameters(), lr=args.adam_lr) if args.optimizer == "adam" else
            torch.optim.SGD(supernet.parameters(), lr=so.get("w_lr", 0.05), momentum=so.get("w_momentum", 0.9),
                            weight_decay=so.get("w_weight_decay", 4e-5)))
-    next_path = paths(supernet, args.path, torch.Generator().manual_seed(cfg.seed))
+    phase_steps = ([int(v) for v in args.phase_steps.split(",")] if args.phase_steps
+                   else [args.steps // len(PROGRESSIVE_PHASES)] * len(PROGRESSIVE_PHASES))
+    if len(phase_steps) != len(PROGRESSIVE_PHASES):
+        raise SystemExit(f"--phase-steps: give {len(PROGRESSIVE_PHASES)} step counts, one per phase")
+    next_path = paths(supernet, args.path, torch.Generator().manual_seed(cfg.seed), phase_steps)
     train, _ = search_samplers(cfg, ds)
     rows, acc, loss, t0 = [], [], [], time.perf_counter()
     for step in range(args.steps):
@@ -99,7 +115,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--window", type=int, default=50)
     ap.add_argument("--variant", action="append", default=[], help="overrides (space-separated) of one variant")
-    ap.add_argument("--path", default="random", help="random, largest, or a genotype file trained every step")
+    ap.add_argument("--path", default="random", help="random, largest, progressive, or a genotype file trained every step")
+    ap.add_argument("--phase-steps", help="--path progressive: steps of each phase, comma-separated (default: "
+                                          "--steps in equal shares)")
     ap.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="sgd: the sampler options' SGD")
     ap.add_argument("--adam-lr", type=float, default=1e-3)
     ap.add_argument("--metric", choices=["raw", "dim", "rms"], default="raw")

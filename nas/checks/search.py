@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from fsnas_core.options import OptionError
 from search_spaces import SPACES
 
 from ..config import SearchConfig
@@ -15,7 +16,7 @@ from ..files import load_torch_file
 from ..search.latency import FORMS
 from ..search.strategies import FILLED, STRATEGIES
 from .episodes import check_episode
-from .options import check_factory_options, known, positive
+from .options import check_factory_options, factory_params, known, positive
 
 
 def check_search(sc: SearchConfig) -> None:
@@ -27,6 +28,7 @@ def check_search(sc: SearchConfig) -> None:
                           f"space {sc.space}")
     check_factory_options("search.sampler_options", sc.sampler_options, strategy, ("self", *FILLED),
                           f"sampler {sc.sampler}")
+    check_strategy_on_space(sc)
     if strategy.needs_weighting and sc.space_options.get("weighting", "softmax") != strategy.needs_weighting:
         raise ConfigError(f"search.space_options.weighting: the {sc.sampler} sampler needs weighting: "
                           f"{strategy.needs_weighting}")
@@ -55,6 +57,21 @@ def check_fit(sampler: str, space: str) -> None:
         raise ConfigError(f"search.sampler: space {space} cannot be searched by the {sampler} sampler (its supernet "
                           f"lacks {', '.join(missing)}); for this space use {' or '.join(fitting) or 'another space'}",
                           key="search.sampler")
+
+
+def check_strategy_on_space(sc: SearchConfig) -> None:
+    """A strategy whose options depend on the space (``check_space(space_class, options)``, e.g. progressive
+    shrinking's phases name the space's dimensions) checks them against it, the defaults filled in."""
+    strategy = STRATEGIES[sc.sampler]
+    if not callable(getattr(strategy, "check_space", None)):
+        return
+    params = factory_params(strategy, ("self", *FILLED))
+    options = {**{n: p.default for n, p in params.items() if p.default is not p.empty}, **sc.sampler_options}
+    try:
+        strategy.check_space(SPACES[sc.space], options)
+    except OptionError as exc:
+        key = f"search.sampler_options.{exc.option}"
+        raise ConfigError(f"{key}: {exc.message}", key=key) from None
 
 
 def check_latency(sc: SearchConfig) -> None:

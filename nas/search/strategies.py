@@ -3,17 +3,15 @@
 ``STRATEGIES[name]`` is a ``SearchStrategy`` class; ``create_strategy`` builds it with what its traits say
 it takes.  Each offers ``step(train_episode, val_episode) -> metrics``, ``result() -> Genotype`` (a
 differentiable one) and ``state_dict()/load_state_dict()`` (the search loop owns checkpoints).  The loop,
-the pipeline and the config checks ask the traits, never the name; a new strategy is one class here and
-its ``@STRATEGIES.register`` line.  (In configs the key is still ``search.sampler``.)
+the pipeline and the config checks ask the traits, never the name; a new strategy is one class (here, or in
+``single_path`` for one that draws paths) and its ``@STRATEGIES.register`` line.  (In configs the key is still ``search.sampler``.)
 
 - ``darts``: bilevel; weights on meta-train episodes, architecture parameters on meta-val episodes, first
   order or second order (DARTS's unrolled step with a finite-difference Hessian-vector product).
 - ``gdas``: the same bilevel loop on a supernet whose mixed mode samples one op per edge by hard
   Gumbel-softmax, with the temperature annealed from ``tau_max`` to ``tau_min``.
-- ``spos``: uniform single-path training on meta-train episodes; the architecture comes afterwards from
-  evolutionary search (``nas.search.evolution``).
-- ``sandwich``: the largest, the smallest and a few drawn paths per step, the others distilled from the
-  largest (BigNAS); evolution afterwards, as ``spos``.
+- ``spos``, ``sandwich``, ``progressive``: single-path training, the architecture chosen afterwards by
+  evolution (``nas.search.single_path``, registered here when this module is imported).
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import math
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fsnas_core.options import OptionError, above_zero, at_least, in_range, one_of
@@ -33,7 +30,7 @@ from search_spaces import CellGenotype, DartsGenotype
 from search_spaces.darts import edge_offset
 
 from .latency import LatencyObjective
-from .objective import episode_logits, episode_loss
+from .objective import episode_loss
 
 STRATEGIES: Registry = Registry("search strategy")
 
@@ -82,7 +79,7 @@ def check_weight_options(options: dict) -> None:
     above_zero(options, "grad_clip")
 
 
-def _sgd(params, lr: float, momentum: float, weight_decay: float, steps: int) -> tuple:
+def sgd_schedule(params, lr: float, momentum: float, weight_decay: float, steps: int) -> tuple:
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr / 50)
 
@@ -99,7 +96,7 @@ class DartsStrategy(SearchStrategy):
                  max_skip: int = 2) -> None:
         DartsStrategy.check_options(dict(locals()))
         self.net, self.order, self.grad_clip, self.max_skip = supernet, order, grad_clip, max_skip
-        self.w_opt, self.w_sched = _sgd(supernet.weight_parameters(), w_lr, w_momentum, w_weight_decay, steps)
+        self.w_opt, self.w_sched = sgd_schedule(supernet.weight_parameters(), w_lr, w_momentum, w_weight_decay, steps)
         self.a_opt = torch.optim.Adam(supernet.arch_parameters(), lr=arch_lr, betas=(0.5, 0.999),
                                       weight_decay=arch_weight_decay)
         self.w_momentum, self.w_weight_decay = w_momentum, w_weight_decay
@@ -224,97 +221,12 @@ class GdasStrategy(DartsStrategy):
         return {**super().step(train_ep, val_ep), "tau": self.net.tau}
 
 
-@STRATEGIES.register("spos")
-class SposStrategy(SearchStrategy):
-    """Uniform single path: each step trains one randomly drawn path (Guo et al. 2020)."""
-
-    chooses_by_evolution = True
-    takes_seed = True
-    space_needs = ("sample_path",)
-
-    def __init__(self, supernet: nn.Module, *, steps: int, w_lr: float = 0.05, w_momentum: float = 0.9,
-                 w_weight_decay: float = 4e-5, grad_clip: float = 5.0, seed: int = 0) -> None:
-        SposStrategy.check_options(dict(locals()))
-        self.net, self.grad_clip = supernet, grad_clip
-        self.w_opt, self.w_sched = _sgd(supernet.weight_parameters(), w_lr, w_momentum, w_weight_decay, steps)
-        self.gen = torch.Generator().manual_seed(seed)
-
-    @classmethod
-    def check_options(cls, options: dict) -> None:
-        check_weight_options(options)
-
-    def step(self, train_ep: Episode, val_ep: Episode | None = None) -> dict[str, float]:
-        self.net.train()
-        path = self.net.sample_path(self.gen)
-        self.w_opt.zero_grad(set_to_none=True)
-        loss, acc = episode_loss(lambda x: self.net(x, path=path), train_ep)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.grad_clip)
-        self.w_opt.step()
-        self.w_sched.step()
-        return {"loss": loss.item(), "accuracy": acc, "lr": self.w_opt.param_groups[0]["lr"]}
-
-    def state_dict(self) -> dict:
-        return {"w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
-                "gen": self.gen.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        load_optimizer_state(self.w_opt, self.w_sched, state["w_opt"], state["w_sched"])
-        self.gen.set_state(state["gen"])
-
-
 def check_temperatures(options: dict) -> None:
     """GDAS's Gumbel temperatures: above 0, annealed downwards."""
     above_zero(options, "tau_max", "tau_min")
     if options["tau_min"] > options["tau_max"]:
         raise OptionError("tau_min", f"{options['tau_min']} is above tau_max {options['tau_max']}; the temperature "
                                      f"is annealed from tau_max down to tau_min")
-
-
-@STRATEGIES.register("sandwich")
-class SandwichStrategy(SposStrategy):
-    """The sandwich rule (Yu et al. 2019; BigNAS, Yu et al. 2020): each step trains the space's largest path,
-    its smallest and ``random_paths`` drawn ones on the same episode, their gradients summed.  With
-    ``distill`` (in-place distillation) every path but the largest learns the largest path's query
-    predictions (soft targets) instead of the labels.  Needs a space with extreme paths (``elastic``)."""
-
-    space_needs = ("sample_path", "extreme_path")
-
-    def __init__(self, supernet: nn.Module, *, steps: int, w_lr: float = 0.05, w_momentum: float = 0.9,
-                 w_weight_decay: float = 4e-5, grad_clip: float = 5.0, random_paths: int = 2, distill: bool = True,
-                 seed: int = 0) -> None:
-        SandwichStrategy.check_options(dict(locals()))
-        super().__init__(supernet, steps=steps, w_lr=w_lr, w_momentum=w_momentum, w_weight_decay=w_weight_decay,
-                         grad_clip=grad_clip, seed=seed)
-        self.random_paths, self.distill = random_paths, distill
-
-    @classmethod
-    def check_options(cls, options: dict) -> None:
-        super().check_options(options)
-        at_least(options, 0, "random_paths")
-
-    def paths(self) -> list:
-        """This step's paths: the largest first (the teacher), the smallest, then the drawn ones."""
-        return ([self.net.extreme_path(True, self.gen), self.net.extreme_path(False, self.gen)]
-                + [self.net.sample_path(self.gen) for _ in range(self.random_paths)])
-
-    def step(self, train_ep: Episode, val_ep: Episode | None = None) -> dict[str, float]:
-        self.net.train()
-        self.w_opt.zero_grad(set_to_none=True)
-        largest, *others = self.paths()
-        logits = episode_logits(lambda x: self.net(x, path=largest), train_ep)
-        loss = F.cross_entropy(logits, train_ep.query_y)
-        loss.backward()  # one backward per path: only one path's activations are held at a time
-        teacher = logits.detach().softmax(-1)
-        for path in others:
-            student = episode_logits(lambda x, p=path: self.net(x, path=p), train_ep)
-            (F.kl_div(student.log_softmax(-1), teacher, reduction="batchmean") if self.distill
-             else F.cross_entropy(student, train_ep.query_y)).backward()
-        nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.grad_clip)
-        self.w_opt.step()
-        self.w_sched.step()
-        acc = float((logits.detach().argmax(-1) == train_ep.query_y).float().mean())
-        return {"loss": loss.item(), "accuracy": acc, "lr": self.w_opt.param_groups[0]["lr"]}
 
 
 def cap_skips(genotype, supernet, max_skip: int):
@@ -350,3 +262,8 @@ def alpha_entropy(alpha: torch.Tensor) -> float:
     """Mean entropy of the per-edge op distributions, normalised to [0, 1] (1 = uniform, undecided)."""
     p = torch.softmax(alpha.detach(), -1)
     return float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean() / math.log(alpha.shape[-1]))
+
+
+# the single-path strategies register themselves (spos, sandwich, progressive); imported last, as they build on
+# this module's base class and helpers
+from . import single_path  # noqa: E402,F401

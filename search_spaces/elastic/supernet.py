@@ -8,7 +8,7 @@ stage's widest width and largest kernel); a path's stage runs the first ``depth`
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Collection, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,9 @@ from .genotype import BLOCKS, DOWNSAMPLING, HEADS, MAX_CONVS, ElasticGenotype, E
 from .network import ElasticNetwork, ResidualBlock, pool_ceil
 
 CPU_WIDTHS = (32, 48, 64, 96)
+# the space's dimensions, named as its options; the ordered ones have a largest and a smallest value
+DIMENSIONS = ("stages", "widths", "depths", "kernels", "blocks", "convs", "downsampling", "heads")
+ORDERED = frozenset({"stages", "widths", "depths", "kernels", "convs"})
 
 
 class DynamicPlain(nn.Module):
@@ -85,6 +88,7 @@ def _per_stage(widths, stages: int) -> tuple[tuple[int, ...], ...]:
 @SPACES.register("elastic")
 class ElasticSupernet(nn.Module):
     differentiable = False  # no architecture parameters to train: single-path strategies only
+    dimensions = DIMENSIONS  # what progressive shrinking opens phase by phase (sample_path's ``open``)
 
     def __init__(self, in_channels: int = 3, stages: Sequence[int] = (3, 4),
                  widths: Sequence[int] | Sequence[Sequence[int]] = CPU_WIDTHS, depths: Sequence[int] = (1, 2),
@@ -182,28 +186,44 @@ class ElasticSupernet(nn.Module):
     def _pick(self, options: Sequence, generator: torch.Generator | None):
         return options[int(torch.randint(len(options), (1,), generator=generator))]
 
-    def sample_path(self, generator: torch.Generator | None = None) -> ElasticGenotype:
-        """Every choice uniformly, in a fixed order (so a seeded generator reproduces the path)."""
-        n = self._pick(self.stage_counts, generator)
-        stages = []
-        for i in range(n):
-            block = self._pick(self.blocks, generator)
-            depth, width = self._pick(self.depths, generator), self._pick(self.widths[i], generator)
-            kernel, down = self._pick(self.kernels, generator), self._pick(self.downsampling, generator)
-            convs = self._pick(self.convs, generator)
-            stages.append(ElasticStage(block, depth, width, kernel, down, convs if block == "residual" else 1))
-        return ElasticGenotype(stages=tuple(stages), head=self._pick(self.heads, generator))
+    def _choose(self, dim: str, options: Sequence, generator: torch.Generator | None, open: Collection[str] | None,
+                end: int | None = None):
+        """One choice of dimension ``dim``: its anchor when the dimension is closed (``open`` given and without
+        it: the largest of an ordered dimension, the first listed of an unordered one), else ``options[end]``
+        for an ordered dimension when ``end`` is given, else drawn."""
+        if open is not None and dim not in open:
+            return options[-1] if dim in ORDERED else options[0]
+        if end is not None and dim in ORDERED:
+            return options[end]
+        return self._pick(options, generator)
 
-    def extreme_path(self, largest: bool, generator: torch.Generator | None = None) -> ElasticGenotype:
-        """The sandwich rule's largest (smallest) path: the most (fewest) stages, and the largest (smallest)
-        depth, width, kernel and convs of each; block type, downsampling and head, which have no order, drawn."""
-        end = -1 if largest else 0
+    def _path(self, generator: torch.Generator | None, open: Collection[str] | None,
+              end: int | None) -> ElasticGenotype:
         stages = []
-        for i in range(self.stage_counts[end]):
-            block, down = self._pick(self.blocks, generator), self._pick(self.downsampling, generator)
-            stages.append(ElasticStage(block, self.depths[end], self.widths[i][end], self.kernels[end], down,
-                                       self.convs[end] if block == "residual" else 1))
-        return ElasticGenotype(stages=tuple(stages), head=self._pick(self.heads, generator))
+        for i in range(self._choose("stages", self.stage_counts, generator, open, end)):
+            block = self._choose("blocks", self.blocks, generator, open)
+            depth = self._choose("depths", self.depths, generator, open, end)
+            width = self._choose("widths", self.widths[i], generator, open, end)
+            kernel = self._choose("kernels", self.kernels, generator, open, end)
+            down = self._choose("downsampling", self.downsampling, generator, open)
+            convs = self._choose("convs", self.convs, generator, open, end)
+            stages.append(ElasticStage(block, depth, width, kernel, down, convs if block == "residual" else 1))
+        return ElasticGenotype(stages=tuple(stages), head=self._choose("heads", self.heads, generator, open))
+
+    def sample_path(self, generator: torch.Generator | None = None,
+                    open: Collection[str] | None = None) -> ElasticGenotype:
+        """Every choice uniformly, in a fixed order (so a seeded generator reproduces the path).  ``open``: only
+        these dimensions (names of ``dimensions``) are drawn, the others stay at their anchor (progressive
+        shrinking): the largest value of an ordered dimension, the first listed choice of block, downsampling
+        and head."""
+        return self._path(generator, open, None)
+
+    def extreme_path(self, largest: bool, generator: torch.Generator | None = None,
+                     open: Collection[str] | None = None) -> ElasticGenotype:
+        """The sandwich rule's largest (smallest) path: the most (fewest) stages, and the largest (smallest)
+        depth, width, kernel and convs of each; block type, downsampling and head, which have no order, drawn.
+        With ``open``, closed dimensions stay at their anchor, as in ``sample_path``."""
+        return self._path(generator, open, -1 if largest else 0)
 
     # -- latency ---------------------------------------------------------------------------------
     def latency_plan(self, image_shape: tuple[int, int, int]) -> LatencyPlan:

@@ -37,7 +37,7 @@ def test_a_prediction_is_the_sum_of_the_slots_a_path_runs(table):
         assert predictor.predict(g) == pytest.approx(by_hand, rel=1e-12)
 
 
-@pytest.mark.parametrize("sampler", ["spos", "sandwich"])
+@pytest.mark.parametrize("sampler", ["spos", "sandwich", "progressive"])
 def test_a_search_with_a_latency_target_ends_under_it(table, tmp_path, sampler):
     table.save(tmp_path / "table.json")
     predictor = LatencyPredictor(table, create_supernet("elastic", 1, **OPTIONS))

@@ -129,7 +129,7 @@ def test_evolution_in_a_trained_supernet_equals_the_original_and_takes_new_targe
                      f"search.supernet={first}", "--out", str(lower)]) == 0
     assert all(c["predicted_latency_ms"] <= tight for c in cands(lower))
     capsys.readouterr()
-    for override, message in ((f"search.sampler=darts", "only the sandwich or spos sampler"),
+    for override, message in ((f"search.sampler=darts", "only the progressive or sandwich or spos sampler"),
                               (f"search.space_options.channels=6", "the supernet must be of the same space"),
                               ):
         assert cli.main(["-q", "search", str(_config(tmp_path, table=str(table_file))), f"search.supernet={first}",

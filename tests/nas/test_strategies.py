@@ -77,7 +77,7 @@ def test_a_new_single_path_strategy_needs_one_class_and_one_registry_line(with_c
     assert "search.sampler_options.lr: unknown option of sampler cyclic; its options are w_lr" in capsys.readouterr().err
     assert cli.main(["-q", "search", str(config), "search.sampler=darts", "search.sampler_options={}",
                      f"search.supernet={out}"]) == 2
-    assert "only the cyclic or sandwich or spos sampler evolves in a trained supernet" in capsys.readouterr().err
+    assert "only the cyclic or progressive or sandwich or spos sampler evolves in a trained supernet" in capsys.readouterr().err
 
 
 class OnePathNet(torch.nn.Module):
@@ -124,3 +124,55 @@ def test_a_sandwich_step_trains_the_largest_the_smallest_and_drawn_paths_distill
     # identical paths: a student matching the teacher adds no gradient; learning the labels adds the same again
     torch.testing.assert_close(labelled, 4 * distilled)
     assert distilled.abs().sum() > 0
+
+
+def test_progressive_shrinking_opens_the_dimensions_phase_by_phase_and_resumes_its_phase():
+    from meta.data import load_dataset
+    from meta.episodes import EpisodeSampler
+    from search_spaces import create_supernet
+    ds = load_dataset("synthetic", train_classes=10, val_classes=5, test_classes=5, images_per_class=6, image_size=16)
+    ep = EpisodeSampler(ds, "train", 5, 1, 2, seed=0).episode(0)
+    net = create_supernet("elastic", 1, stages=[2, 3], widths=[4, 8], depths=[1, 2], kernels=[3, 5], convs=[1, 2])
+    ran = []
+    forward = net.forward
+    net.forward = lambda x, path=None: (ran.append(path), forward(x, path=path))[1]
+    phases = [[], ["kernels", "widths"], ["stages", "depths", "convs", "blocks", "downsampling", "heads"]]
+    strategy = STRATEGIES["progressive"](net, steps=8, phases=phases, phase_share=[1, 1, 2], seed=0)
+    assert strategy.ends == [2, 4, 8]
+    seen = []
+    for step in range(8):
+        ran.clear()
+        metrics = strategy.step(ep)
+        seen.append((metrics["shrink_phase"], list(ran)))
+    anchor = net.sample_path(open=())
+    assert [p for p, _ in seen] == [0, 0, 1, 1, 2, 2, 2, 2]
+    assert all(paths == [anchor] for _, paths in seen[:2])  # the first phase: the anchor network alone, once
+    for _, paths in seen[2:4]:  # only kernels and widths move
+        assert 2 <= len(paths) == len(set(paths)) <= 4
+        assert all(len(p.stages) == 3 and p.head == anchor.head and all(
+            (s.block, s.depth, s.down) == (a.block, a.depth, a.down) for s, a in zip(p.stages, anchor.stages))
+            for p in paths)
+        assert {s.kernel for s in paths[1].stages} == {3} and {s.width for s in paths[1].stages} == {4}
+    assert any(len(p.stages) == 2 for _, paths in seen[4:] for p in paths)  # now every dimension moves
+    # a resumed strategy is in the phase it stopped in
+    again = STRATEGIES["progressive"](net, steps=8, phases=phases, phase_share=[1, 1, 2], seed=0)
+    half = STRATEGIES["progressive"](net, steps=8, phases=phases, phase_share=[1, 1, 2], seed=0)
+    for _ in range(3):
+        half.step(ep)
+    again.load_state_dict(half.state_dict())
+    assert again.phase() == 1 and again.t == 3
+
+
+@pytest.mark.parametrize("phases, message", [
+    ([["kernels"], ["wings"]], "search.sampler_options.phases: 'wings' is not a dimension of this space"),
+    ([[], ["kernels", "widths"]], "search.sampler_options.phases: stages, depths, blocks, convs, downsampling, heads "
+                                  "never opened"),
+    ([["kernels"], ["kernels"]], "search.sampler_options.phases: a dimension is opened twice")])
+def test_progressive_phases_that_do_not_fit_the_space_are_refused(tmp_path, capsys, phases, message):
+    from .test_elastic_search import ELASTIC
+    config = tmp_path / "search.yaml"
+    config.write_text(yaml.safe_dump({**ELASTIC, "search": {**ELASTIC["search"], "sampler": "progressive",
+                                                            "sampler_options": {"phases": phases}}}))
+    assert cli.main(["-q", "search", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

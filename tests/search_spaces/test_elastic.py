@@ -100,6 +100,31 @@ def test_the_extreme_paths_and_choices():
         supernet(torch.randn(1, 3, 16, 16))
 
 
+def test_closed_dimensions_stay_at_their_anchor_and_open_ones_are_drawn():
+    supernet = small_supernet()
+    gen = torch.Generator().manual_seed(0)
+    anchor = supernet.sample_path(gen, open=())
+    assert anchor == supernet.extreme_path(True, gen, open=()) == supernet.extreme_path(False, gen, open=())
+    assert len(anchor.stages) == 3 and anchor.head == supernet.heads[0]
+    assert all((s.block, s.depth, s.width, s.kernel, s.down) == (supernet.blocks[0], 2, 12, 5, supernet.downsampling[0])
+               for s in anchor.stages)
+    seen = {dim: set() for dim in ("kernel", "width", "depth", "block")}
+    for _ in range(60):
+        g = supernet.sample_path(gen, open=("kernels", "widths"))
+        assert len(g.stages) == 3 and g.head == anchor.head
+        for s in g.stages:
+            assert (s.block, s.depth, s.down) == (anchor.stages[0].block, 2, anchor.stages[0].down)
+            for dim in seen:
+                seen[dim].add(getattr(s, dim))
+    assert seen["kernel"] == {3, 5} and seen["width"] == {8, 12} and len(seen["depth"]) == len(seen["block"]) == 1
+    small = supernet.extreme_path(False, gen, open=("kernels",))
+    assert all((s.kernel, s.width, s.depth) == (3, 12, 2) for s in small.stages) and len(small.stages) == 3
+    # with nothing closed the draws are those of the plain sample_path: old seeds give the same paths
+    a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert [supernet.sample_path(a) for _ in range(5)] == [supernet.sample_path(b, open=supernet.dimensions)
+                                                            for _ in range(5)]
+
+
 def test_genotypes_round_trip_check_and_recombine():
     supernet = small_supernet()
     gen = torch.Generator().manual_seed(0)
