@@ -105,14 +105,14 @@ def one_shot(args) -> None:
         prepared = prepare(cfg, train=False, test=False, search=True)
         ds, device, supernet = prepared.ds, prepared.device, prepared.search.supernet
         supernet.load_state_dict(run.load_checkpoint("search")["supernet"])
-        train, val = samplers(cfg, ds, argparse.Namespace(**{**settings, "eval_way": args.way or settings["eval_way"]}))
+        way = args.way or settings["eval_way"]
+        train, val = samplers(cfg, ds, argparse.Namespace(**{**settings, "eval_way": way}))
         n_eval = args.eval_episodes or settings["eval_episodes"]
         episodes = [val.episode(10**5 + i).to(device) for i in range(n_eval)]
         batches = [torch.cat([e.support_x, e.query_x]) for e in
                    (train.episode(10**6 + i).to(device) for i in range(cfg.search.evolution.bn_batches))]
         scores = [score_path(supernet, genotype_from_dict(r["genotype"]), batches, episodes) for r in rows]
         tau = kendall_tau(scores, [r["stand_alone"] for r in rows])
-        way = args.way or settings["eval_way"]
         key = str(run.path) if way == settings["eval_way"] else f"{run.path} ({way}-way)"
         data["one_shot"][key] = {"sampler": cfg.search.sampler, "steps": cfg.search.steps,
                                  "sampler_options": cfg.search.sampler_options, "way": way,

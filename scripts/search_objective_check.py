@@ -16,6 +16,7 @@ square over the episode, so every path's features have one scale); T is ``--temp
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -30,7 +31,7 @@ from nas.checks import load_config  # noqa: E402
 from nas.pipeline import build_dataset  # noqa: E402
 from nas.search.loop import search_samplers  # noqa: E402
 from nas.search.objective import episode_loss  # noqa: E402
-from nas.search.single_path import PROGRESSIVE_PHASES  # noqa: E402
+from nas.search.single_path import PROGRESSIVE_PHASES, opened_by_phase  # noqa: E402
 from search_spaces import create_supernet, load_genotype  # noqa: E402
 
 
@@ -41,9 +42,9 @@ def paths(supernet, which: str, gen: torch.Generator, phase_steps: list[int]):
     if which == "random":
         return lambda: supernet.sample_path(gen)
     if which == "progressive":
-        opened = [{d for phase in PROGRESSIVE_PHASES[: k + 1] for d in phase} for k in range(len(PROGRESSIVE_PHASES))]
-        ends = [sum(phase_steps[: k + 1]) for k in range(len(phase_steps))]
-        step = iter(range(10**9))
+        opened = opened_by_phase(PROGRESSIVE_PHASES)
+        ends = list(itertools.accumulate(phase_steps))
+        step = itertools.count()
 
         def progressive():
             t = next(step)
@@ -53,6 +54,17 @@ def paths(supernet, which: str, gen: torch.Generator, phase_steps: list[int]):
         return lambda: supernet.extreme_path(True, gen)
     g = load_genotype(which)
     return lambda: g
+
+
+def step_counts(text: str) -> list[int]:
+    """--phase-steps: comma-separated step counts of at least 0."""
+    try:
+        counts = [int(v) for v in text.split(",")]
+    except ValueError:
+        counts = [-1]
+    if min(counts) < 0:
+        raise argparse.ArgumentTypeError(f"expected step counts like 300,100,100,100,100,100, got {text!r}")
+    return counts
 
 
 def metric_loss(features, ep, metric: str, temperature: float) -> tuple[torch.Tensor, float]:
@@ -80,8 +92,7 @@ def run(cfg, ds, variant: list[str], args) -> dict:
     opt = (torch.optim.Adam(supernet.parameters(), lr=args.adam_lr) if args.optimizer == "adam" else
            torch.optim.SGD(supernet.parameters(), lr=so.get("w_lr", 0.05), momentum=so.get("w_momentum", 0.9),
                            weight_decay=so.get("w_weight_decay", 4e-5)))
-    phase_steps = ([int(v) for v in args.phase_steps.split(",")] if args.phase_steps
-                   else [args.steps // len(PROGRESSIVE_PHASES)] * len(PROGRESSIVE_PHASES))
+    phase_steps = args.phase_steps or [args.steps // len(PROGRESSIVE_PHASES)] * len(PROGRESSIVE_PHASES)
     if len(phase_steps) != len(PROGRESSIVE_PHASES):
         raise SystemExit(f"--phase-steps: give {len(PROGRESSIVE_PHASES)} step counts, one per phase")
     next_path = paths(supernet, args.path, torch.Generator().manual_seed(cfg.seed), phase_steps)
@@ -116,7 +127,7 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=50)
     ap.add_argument("--variant", action="append", default=[], help="overrides (space-separated) of one variant")
     ap.add_argument("--path", default="random", help="random, largest, progressive, or a genotype file trained every step")
-    ap.add_argument("--phase-steps", help="--path progressive: steps of each phase, comma-separated (default: "
+    ap.add_argument("--phase-steps", type=step_counts, help="--path progressive: steps of each phase, comma-separated (default: "
                                           "--steps in equal shares)")
     ap.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="sgd: the sampler options' SGD")
     ap.add_argument("--adam-lr", type=float, default=1e-3)

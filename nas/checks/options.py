@@ -46,15 +46,18 @@ def check_type(key: str, value: Any, param: inspect.Parameter) -> None:
                           key=key)
 
 
-def check_factory_options(key: str, options: dict, factory: Any, skip: tuple[str, ...], owner: str) -> None:
+def check_factory_options(key: str, options: dict, factory: Any, skip: tuple[str, ...], owner: str) -> dict:
     """``check_options`` against the factory's signature, then the value checks it declares
-    (``fsnas_core.options``: a ``check_options`` classmethod), given every option with the defaults filled in."""
+    (``fsnas_core.options``: a ``check_options`` classmethod), given every option with the defaults filled in;
+    returns those filled-in options."""
     params = factory_params(factory, skip)
     check_options(key, options, params, owner)
+    filled = {**{n: p.default for n, p in params.items() if p.default is not p.empty}, **options}
     try:
-        run_checks(factory, {**{n: p.default for n, p in params.items() if p.default is not p.empty}, **options})
+        run_checks(factory, filled)
     except OptionError as exc:
         raise ConfigError(f"{key}.{exc.option}: {exc.message}", key=f"{key}.{exc.option}") from None
+    return filled
 
 
 def factory_params(factory: Any, skip: tuple[str, ...]) -> dict[str, inspect.Parameter]:

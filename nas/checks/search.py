@@ -16,7 +16,7 @@ from ..files import load_torch_file
 from ..search.latency import FORMS
 from ..search.strategies import FILLED, STRATEGIES
 from .episodes import check_episode
-from .options import check_factory_options, factory_params, known, positive
+from .options import check_factory_options, known, positive
 
 
 def check_search(sc: SearchConfig) -> None:
@@ -26,9 +26,9 @@ def check_search(sc: SearchConfig) -> None:
     check_fit(sc.sampler, sc.space)
     check_factory_options("search.space_options", sc.space_options, SPACES[sc.space], ("self", "in_channels"),
                           f"space {sc.space}")
-    check_factory_options("search.sampler_options", sc.sampler_options, strategy, ("self", *FILLED),
-                          f"sampler {sc.sampler}")
-    check_strategy_on_space(sc)
+    options = check_factory_options("search.sampler_options", sc.sampler_options, strategy, ("self", *FILLED),
+                                    f"sampler {sc.sampler}")
+    check_strategy_on_space(sc, options)
     if strategy.needs_weighting and sc.space_options.get("weighting", "softmax") != strategy.needs_weighting:
         raise ConfigError(f"search.space_options.weighting: the {sc.sampler} sampler needs weighting: "
                           f"{strategy.needs_weighting}")
@@ -59,16 +59,14 @@ def check_fit(sampler: str, space: str) -> None:
                           key="search.sampler")
 
 
-def check_strategy_on_space(sc: SearchConfig) -> None:
+def check_strategy_on_space(sc: SearchConfig, options: dict) -> None:
     """A strategy whose options depend on the space (``check_space(space_class, options)``, e.g. progressive
-    shrinking's phases name the space's dimensions) checks them against it, the defaults filled in."""
-    strategy = STRATEGIES[sc.sampler]
-    if not callable(getattr(strategy, "check_space", None)):
+    shrinking's phases name the space's dimensions) checks them against it; ``options`` with the defaults."""
+    check_space = getattr(STRATEGIES[sc.sampler], "check_space", None)
+    if not callable(check_space):
         return
-    params = factory_params(strategy, ("self", *FILLED))
-    options = {**{n: p.default for n, p in params.items() if p.default is not p.empty}, **sc.sampler_options}
     try:
-        strategy.check_space(SPACES[sc.space], options)
+        check_space(SPACES[sc.space], options)
     except OptionError as exc:
         key = f"search.sampler_options.{exc.option}"
         raise ConfigError(f"{key}: {exc.message}", key=key) from None

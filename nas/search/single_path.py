@@ -113,6 +113,11 @@ PROGRESSIVE_PHASES = ([], ["kernels"], ["depths", "convs"], ["widths"], ["stages
                       ["blocks"])
 
 
+def opened_by_phase(phases) -> list[frozenset]:
+    """The dimensions open in each phase: phases accumulate."""
+    return [frozenset(d for phase in phases[: k + 1] for d in phase) for k in range(len(phases))]
+
+
 @STRATEGIES.register("progressive")
 class ProgressiveStrategy(SandwichStrategy):
     """Progressive shrinking (once-for-all, Cai et al. 2020): the sandwich rule's steps, but the paths are drawn
@@ -136,8 +141,7 @@ class ProgressiveStrategy(SandwichStrategy):
         total = sum(share)
         # phase k runs from step ends[k-1] (0 for k = 0) up to ends[k]
         self.ends = [round(steps * sum(share[: k + 1]) / total) for k in range(len(phases))]
-        self.opened = [frozenset(d for phase in phases[: k + 1] for d in phase) for k in range(len(phases))]
-        self.t = 0
+        self.opened = opened_by_phase(phases)
 
     @classmethod
     def check_options(cls, options: dict) -> None:
@@ -167,6 +171,11 @@ class ProgressiveStrategy(SandwichStrategy):
             raise OptionError("phases", f"{', '.join(never)} never opened: add them to a phase (the last phase must "
                                         f"draw every dimension evolution searches)")
 
+    @property
+    def t(self) -> int:
+        """Steps taken: the schedule's count, so a checkpoint's scheduler state resumes the phase too."""
+        return self.w_sched.last_epoch
+
     def phase(self) -> int:
         return next((k for k, end in enumerate(self.ends) if self.t < end), len(self.ends) - 1)
 
@@ -180,13 +189,4 @@ class ProgressiveStrategy(SandwichStrategy):
 
     def step(self, train_ep: Episode, val_ep: Episode | None = None) -> dict[str, float]:
         phase = self.phase()
-        metrics = super().step(train_ep, val_ep)
-        self.t += 1
-        return {**metrics, "shrink_phase": phase}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "t": self.t}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.t = int(state["t"])
+        return {**super().step(train_ep, val_ep), "shrink_phase": phase}
