@@ -94,6 +94,17 @@ class EvalConfig:
 
 
 @dataclass
+class RerankConfig:
+    """A short stand-alone training of evolution's best candidates (the train section's learner and options,
+    its learning-rate step scaled to ``steps``), scored on fixed validation episodes of ``episode``'s shape."""
+    top: int = 0
+    steps: int = 1000
+    episode: EpisodeConfig = field(default_factory=lambda: EpisodeConfig(20, 1, 5))
+    eval_episodes: int = 200
+    eval_query: int = 15  # query images per class in the scoring episodes
+
+
+@dataclass
 class EvolutionConfig:
     population: int = 20
     generations: int = 10
@@ -103,6 +114,15 @@ class EvolutionConfig:
     eval_episodes: int = 20  # meta-val episodes scoring each candidate
     bn_batches: int = 4  # meta-train episodes recalibrating each candidate's BatchNorm
     max_tries: int = 1000  # draws before an infeasible constraint is reported
+    # the one-shot score only shortlists: the best ``rerank.top`` candidates are trained briefly from scratch
+    # and the best of them on validation episodes is chosen (0: the one-shot best is chosen)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+
+
+@dataclass
+class ExtraLatencyTable:
+    table: str
+    target_ms: float | None = None  # None: search.latency.target_of's prediction on this table
 
 
 @dataclass
@@ -114,6 +134,13 @@ class LatencyConfig:
     beta: float = 0.6
     lam: float = 0.1
     force: bool = False  # use a table whose device fingerprint differs from this machine's
+    # a genotype file (e.g. configs/genotypes/conv4.yaml): every target not given is target_factor times its
+    # predicted latency on that table ("no slower than the network I would pick by hand")
+    target_of: str | None = None
+    target_factor: float = 1.0
+    # more tables the chosen network must also meet, each {table: T, target_ms: MS}, e.g. batch 1 beside a
+    # table of batch 80 (evolution; target_ms may be left to target_of)
+    also: list[ExtraLatencyTable] = field(default_factory=list)
 
 
 @dataclass

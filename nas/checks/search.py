@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from fsnas_core.options import OptionError
-from search_spaces import SPACES
+from search_spaces import SPACES, load_genotype
 
 from ..config import SearchConfig
 from ..errors import ConfigError, UserError
@@ -43,6 +43,7 @@ def check_search(sc: SearchConfig) -> None:
     if not 0.0 <= ev.mutation_prob <= 1.0 or not 0.0 <= ev.crossover_share <= 1.0:
         raise ConfigError("search.evolution: mutation_prob and crossover_share must lie in [0, 1]")
     check_latency(sc)
+    check_rerank(sc)
     if sc.supernet is not None:
         check_supernet_source(sc)
 
@@ -84,9 +85,54 @@ def check_latency(sc: SearchConfig) -> None:
                           key="search.latency.form")
     if lc.beta < 0 or lc.lam < 0:
         raise ConfigError("search.latency: beta and lam must be >= 0", key="search.latency")
-    if lc.table is not None and not Path(lc.table).is_file():
-        raise ConfigError(f"search.latency.table: {lc.table} does not exist; build it on this device with fsnas "
-                          f"latency build --space CONFIG --out {lc.table}", key="search.latency.table")
+    tables = [("search.latency.table", lc.table)] + [(f"search.latency.also.{i}.table", a.table)
+                                                     for i, a in enumerate(lc.also)]
+    for key, table in tables:
+        if table is not None and not Path(table).is_file():
+            raise ConfigError(f"{key}: {table} does not exist; build it on this device with fsnas latency build "
+                              f"--space CONFIG --out {table}", key=key)
+    for i, extra in enumerate(lc.also):
+        if extra.target_ms is not None and extra.target_ms <= 0:
+            key = f"search.latency.also.{i}.target_ms"
+            raise ConfigError(f"{key}: must be positive, got {extra.target_ms}", key=key)
+    if lc.also and not STRATEGIES[sc.sampler].chooses_by_evolution:
+        raise ConfigError(f"search.latency.also: only a sampler that chooses by evolution meets several tables; "
+                          f"{sc.sampler} takes one (search.latency.table)", key="search.latency.also")
+    check_target_of(lc)
+
+
+def check_target_of(lc) -> None:
+    key = "search.latency.target_of"
+    if lc.target_factor <= 0:
+        raise ConfigError(f"search.latency.target_factor: must be positive, got {lc.target_factor}",
+                          key="search.latency.target_factor")
+    if lc.target_of is None:
+        return
+    if lc.table is None:
+        raise ConfigError(f"{key} needs search.latency.table: build one on this device with fsnas latency build "
+                          f"--space CONFIG --out TABLE", key="search.latency.table")
+    try:
+        load_genotype(lc.target_of)
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {lc.target_of} ({exc.strerror}); give a genotype file such as "
+                          f"configs/genotypes/conv4.yaml", key=key) from None
+    except (ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{key}: {lc.target_of} is not a genotype ({str(exc).splitlines()[0][:120]}); give a "
+                          f"genotype file such as configs/genotypes/conv4.yaml", key=key) from None
+
+
+def check_rerank(sc: SearchConfig) -> None:
+    rc = sc.evolution.rerank
+    if rc.top < 0:
+        raise ConfigError(f"search.evolution.rerank.top: must be >= 0, got {rc.top}", key="search.evolution.rerank.top")
+    if not rc.top:
+        return
+    if not STRATEGIES[sc.sampler].chooses_by_evolution:
+        raise ConfigError(f"search.evolution.rerank: the {sc.sampler} sampler derives one architecture, there is no "
+                          f"shortlist to re-rank; set rerank.top: 0", key="search.evolution.rerank.top")
+    for key, value in (("steps", rc.steps), ("eval_episodes", rc.eval_episodes), ("eval_query", rc.eval_query)):
+        positive(f"search.evolution.rerank.{key}", value)
+    check_episode("search.evolution.rerank.episode", rc.episode)
 
 
 SUPERNET_FIX = "Give search.supernet the folder of a finished fsnas search with search.sampler: spos"

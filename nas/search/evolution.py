@@ -21,6 +21,7 @@ from meta.episodes import Episode, EpisodeSampler
 from search_spaces import recombine
 
 from ..errors import UserError
+from .constraints import LatencyBound
 from .objective import episode_logits
 
 log = logging.getLogger(__name__)
@@ -31,26 +32,26 @@ class SearchError(UserError):
 
 
 def check_feasible(supernet: nn.Module, max_params: int | None, input_size, tries: int, seed: int,
-                   max_latency_ms: float | None = None, latency: Callable | None = None) -> None:
-    """Before any training: at least one of ``tries`` random architectures meets ``max_params`` and
-    (``latency``: genotype -> predicted ms) ``max_latency_ms``."""
-    if max_params is None and max_latency_ms is None:
+                   bounds: Sequence[LatencyBound] = ()) -> None:
+    """Before any training: at least one of ``tries`` random architectures meets ``max_params`` and every
+    latency bound."""
+    if max_params is None and not bounds:
         return
     gen = torch.Generator().manual_seed(seed)
-    smallest, fastest = None, None
+    smallest, fastest = None, [None] * len(bounds)
     for _ in range(tries):
         g = supernet.sample_path(gen)
         params = g.params(input_size) if max_params is not None else 0
-        ms = latency(g) if max_latency_ms is not None else 0.0
-        if (max_params is None or params <= max_params) and (max_latency_ms is None or ms <= max_latency_ms):
+        ms = [b.predict(g) for b in bounds]
+        if (max_params is None or params <= max_params) and all(m <= b.limit_ms for m, b in zip(ms, bounds)):
             return
         smallest = params if smallest is None else min(smallest, params)
-        fastest = ms if fastest is None else min(fastest, ms)
+        fastest = [m if f is None else min(f, m) for f, m in zip(fastest, ms)]
     found = []
     if max_params is not None:
         found.append(f"search.max_params={max_params} (smallest drawn: {smallest:,} parameters)")
-    if max_latency_ms is not None:
-        found.append(f"search.latency.target_ms={max_latency_ms} (fastest drawn: {fastest:.3f} ms predicted)")
+    for b, f in zip(bounds, fastest):
+        found.append(f"{b.name} (fastest drawn: {f:.3f} ms predicted)")
     raise SearchError(f"none of {tries} random architectures of this space meets {' and '.join(found)}; relax the "
                       f"constraint or shrink the space")
 
@@ -61,6 +62,7 @@ class Candidate:
     score: float
     params: int
     latency_ms: float | None = None  # predicted, when the search has a latency table
+    proxy: float | None = None  # accuracy after a short stand-alone training (nas.search.rerank), when re-ranked
 
 
 @torch.no_grad()
@@ -102,27 +104,26 @@ def evolve(supernet: nn.Module, train: EpisodeSampler, val: EpisodeSampler, *, p
            generations: int = 10, top_k: int = 5, mutation_prob: float = 0.2, crossover_share: float = 0.5,
            eval_episodes: int = 20, bn_batches: int = 4, max_params: int | None = None, input_size=None,
            seed: int = 0, max_tries: int = 1000, progress: bool = True, latency: Callable | None = None,
-           max_latency_ms: float | None = None,
+           bounds: Sequence[LatencyBound] = (),
            on_generation: Callable[[int, list[Candidate]], None] | None = None) -> list[Candidate]:
     """Top candidates (best first) after ``generations`` rounds of selection, crossover and mutation.
-    ``latency`` (genotype -> predicted ms) is recorded per candidate and, with ``max_latency_ms``, a constraint."""
+    ``latency`` (genotype -> predicted ms) is recorded per candidate; every one of ``bounds`` must be met."""
     gen = torch.Generator().manual_seed(seed)
     device = next(supernet.parameters()).device
     episodes = [val.episode(i).to(device) for i in range(eval_episodes)]
     batches = [torch.cat([e.support_x, e.query_x]) for e in (train.episode(10**6 + i).to(device)
                                                             for i in range(bn_batches))]
     seen: dict = {}
-    rejected = {"seen before": 0, "over max_params": 0, "over the latency target": 0}
+    rejected = {"seen before": 0, "over max_params": 0, **{b.name: 0 for b in bounds}}
 
     def admit(g) -> Candidate | None:
         """Score a new feasible candidate; None for a repeat or an infeasible one.  ``max_tries`` rejections
         in a row end the search with an error instead of a hang."""
         if sum(rejected.values()) >= max_tries:
+            over = "".join(f"{rejected[b.name]} over {b.name}, " for b in bounds)
             raise SearchError(f"no new architecture within the constraints in {max_tries} draws in a row "
-                              f"({rejected['over max_params']} over search.max_params={max_params}, "
-                              f"{rejected['over the latency target']} over search.latency.target_ms="
-                              f"{max_latency_ms}, {rejected['seen before']} already seen); relax the constraints or "
-                              f"widen the space")
+                              f"({rejected['over max_params']} over search.max_params={max_params}, {over}"
+                              f"{rejected['seen before']} already seen); relax the constraints or widen the space")
         if g in seen:
             rejected["seen before"] += 1
             return None
@@ -130,10 +131,11 @@ def evolve(supernet: nn.Module, train: EpisodeSampler, val: EpisodeSampler, *, p
         if max_params is not None and params > max_params:
             rejected["over max_params"] += 1
             return None
-        ms = latency(g) if latency is not None else None
-        if max_latency_ms is not None and ms > max_latency_ms:
-            rejected["over the latency target"] += 1
+        over = next((b for b in bounds if b.predict(g) > b.limit_ms), None)
+        if over is not None:
+            rejected[over.name] += 1
             return None
+        ms = latency(g) if latency is not None else None
         rejected.update({k: 0 for k in rejected})
         seen[g] = Candidate(g, score_path(supernet, g, batches, episodes), params, ms)
         return seen[g]

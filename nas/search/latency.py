@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import LatencyConfig
 from ..latency import LatencyPredictor, LatencyTable
 from ..latency.validate import measure_like_table
 
@@ -54,26 +53,26 @@ class LatencyObjective:
         return lat.item()
 
 
-def load_predictor(lc: LatencyConfig, space: str, supernet: nn.Module, image_shape,
+def load_predictor(path: str, force: bool, space: str, supernet: nn.Module, image_shape,
                    device: torch.device) -> LatencyPredictor:
-    """The configured table, checked against this device and the ``space`` of ``supernet``, as its predictor."""
-    table = LatencyTable.load(lc.table)
-    table.check_space(space, "search.space", f"search.latency.table {lc.table}")
+    """The table file ``path``, checked against this device and the ``space`` of ``supernet``, as its predictor."""
+    table = LatencyTable.load(path)
+    table.check_space(space, "search.space", f"search.latency table {path}")
     # the thread count is the table's to state, not this search's: latency is timed with the table's threads
-    table.check_device(device, threads=table.fingerprint.get("threads"), force=lc.force,
+    table.check_device(device, threads=table.fingerprint.get("threads"), force=force,
                        how_to_force="set search.latency.force=true")
     return LatencyPredictor(table, supernet, tuple(image_shape))
 
 
-def latency_report(lc: LatencyConfig, predictor: LatencyPredictor, genotype, image_shape,
+def latency_report(table_path: str, target_ms: float | None, predictor: LatencyPredictor, genotype, image_shape,
                    device: torch.device) -> dict:
     """Predicted and (timed as the table was) measured latency of ``genotype`` against the target."""
     fp = predictor.table.fingerprint
     measured = measure_like_table(predictor.table, genotype, image_shape, device)
-    report = {"table": str(Path(lc.table).resolve()), "predictor": predictor.table.predictor["kind"],
-              "target_ms": lc.target_ms, "predicted_ms": predictor.predict(genotype),
+    report = {"table": str(Path(table_path).resolve()), "predictor": predictor.table.predictor["kind"],
+              "target_ms": target_ms, "predicted_ms": predictor.predict(genotype),
               "measured_ms": measured.median_ms, "measured": measured.to_dict(),
               "device": fp["device"], "batch": fp["batch"], "dtype": fp["dtype"], "threads": fp.get("threads")}
-    if lc.target_ms is not None:
-        report["meets_target"] = measured.median_ms <= lc.target_ms
+    if target_ms is not None:
+        report["meets_target"] = measured.median_ms <= target_ms
     return report

@@ -28,6 +28,7 @@ from ..runs import GENOTYPE_FILE, RunDir
 from ..train import episode_sampler
 from .evolution import Candidate, evolve, score_path
 from .latency import latency_report
+from .rerank import rerank
 from .setup import SearchSetup
 from .strategies import alpha_entropy
 
@@ -123,19 +124,26 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
                             top_k=ev.top_k, mutation_prob=ev.mutation_prob, crossover_share=ev.crossover_share,
                             eval_episodes=ev.eval_episodes, bn_batches=ev.bn_batches, max_params=sc.max_params,
                             input_size=input_size, seed=cfg.seed, max_tries=ev.max_tries, progress=progress,
-                            latency=predictor.predict if predictor else None, max_latency_ms=setup.latency_limit(),
+                            latency=predictor.predict if predictor else None, bounds=setup.latency_limits(),
                             on_generation=lambda g, top: run.log({"phase": "evolution", "generation": g + 1,
                                                                   "best": top[0].score,
                                                                   "top_mean": sum(c.score for c in top) / len(top)}))
+        if ev.rerank.top:
+            candidates = rerank(cfg, run, ds, device, candidates, progress)
         genotype = candidates[0].genotype
     op_names = getattr(supernet, "op_names", None) or supernet.choices
-    summary = write_results(run, genotype, candidates[: ev.top_k], sc, input_size, train_seconds, op_names)
+    shown = max(ev.top_k, ev.rerank.top) if evolves else ev.top_k
+    summary = write_results(run, genotype, candidates[:shown], sc, input_size, train_seconds, op_names)
     if sc.supernet is not None:
         summary["supernet_from"] = str(Path(sc.supernet).resolve())
     if predictor is not None:
-        summary["latency"] = latency_report(lc, predictor, genotype, input_size, device)
+        summary["latency"] = latency_report(lc.table, setup.target_ms, predictor, genotype, input_size, device)
         log.info("latency: predicted %.3f ms, measured %.3f ms, target %s ms", summary["latency"]["predicted_ms"],
-                 summary["latency"]["measured_ms"], lc.target_ms)
+                 summary["latency"]["measured_ms"], setup.target_ms)
+    extra = [b for b in setup.bounds if b.predictor is not predictor]
+    if extra:
+        summary["latency_also"] = [latency_report(b.table, b.limit_ms, b.predictor, genotype, input_size, device)
+                                   for b in extra]
     return summary
 
 
@@ -150,6 +158,7 @@ def write_results(run: RunDir, genotype, candidates: list[Candidate], sc, input_
         atomic_write_bytes(run.path / GENOTYPE_FILE, genotype.to_yaml().encode())
     table = [{"rank": i + 1, "score": c.score, "params": c.params, "macs": c.genotype.macs(input_size),
               **({"predicted_latency_ms": c.latency_ms} if c.latency_ms is not None else {}),
+              **({"proxy_accuracy": c.proxy} if c.proxy is not None else {}),
               "genotype": c.genotype.to_dict()} for i, c in enumerate(candidates)]
     with run.writing():
         write_json(run.path / "candidates.json", table)
@@ -159,6 +168,7 @@ def write_results(run: RunDir, genotype, candidates: list[Candidate], sc, input_
         plot_alpha_history(history, run.path / "alpha_history.png", op_names)
     return {"sampler": sc.sampler, "space": sc.space, "steps": sc.steps, "search_seconds": round(seconds, 1),
             "genotype": genotype.to_dict(), "score": candidates[0].score, "params": candidates[0].params,
+            **({"proxy_accuracy": candidates[0].proxy} if candidates[0].proxy is not None else {}),
             "macs": genotype.macs(input_size), "skip_share": skip_share(genotype)}
 
 

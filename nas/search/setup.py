@@ -14,6 +14,7 @@ from search_spaces import create_supernet
 
 from ..config import RunConfig
 from ..latency import LatencyPredictor
+from .constraints import LatencyBound, latency_bounds
 from .evolution import check_feasible
 from .latency import LatencyObjective, load_predictor
 from .strategies import STRATEGIES, SearchStrategy, create_strategy
@@ -27,17 +28,23 @@ class SearchSetup:
     strategy_class: type[SearchStrategy]
     supernet: nn.Module
     predictor: LatencyPredictor | None
+    bounds: list[LatencyBound]  # the primary table's (first, when it has a target) and search.latency.also's
+
+    @property
+    def target_ms(self) -> float | None:
+        """The primary table's target: search.latency.target_ms, or the one derived from target_of."""
+        return self.bounds[0].limit_ms if self.bounds and self.bounds[0].predictor is self.predictor else None
 
     def objective(self) -> LatencyObjective | None:
         """The latency term of a differentiable strategy's architecture loss (a table and a target given)."""
         lc = self.cfg.search.latency
-        if not self.strategy_class.takes_latency or self.predictor is None or lc.target_ms is None:
+        if not self.strategy_class.takes_latency or self.predictor is None or self.target_ms is None:
             return None
-        return LatencyObjective(self.predictor, lc.target_ms, lc.form, lc.beta, lc.lam)
+        return LatencyObjective(self.predictor, self.target_ms, lc.form, lc.beta, lc.lam)
 
-    def latency_limit(self) -> float | None:
-        """Evolution's latency constraint: the target, for a strategy that chooses by evolution."""
-        return self.cfg.search.latency.target_ms if self.strategy_class.chooses_by_evolution else None
+    def latency_limits(self) -> list[LatencyBound]:
+        """Evolution's latency constraints, for a strategy that chooses by evolution."""
+        return self.bounds if self.strategy_class.chooses_by_evolution else []
 
     def strategy(self) -> SearchStrategy:
         sc = self.cfg.search
@@ -49,9 +56,14 @@ def build_search(cfg: RunConfig, image_shape: tuple[int, ...], device: torch.dev
     sc = cfg.search
     torch.manual_seed(cfg.seed)
     supernet = create_supernet(sc.space, image_shape[0], **sc.space_options).to(device)
-    predictor = load_predictor(sc.latency, sc.space, supernet, image_shape, device) if sc.latency.table else None
-    setup = SearchSetup(cfg, STRATEGIES[sc.sampler], supernet, predictor)
+    lc = sc.latency
+
+    def load(path: str) -> LatencyPredictor:
+        return load_predictor(path, lc.force, sc.space, supernet, image_shape, device)
+
+    predictor = load(lc.table) if lc.table else None
+    setup = SearchSetup(cfg, STRATEGIES[sc.sampler], supernet, predictor, latency_bounds(lc, predictor, load))
     if setup.strategy_class.chooses_by_evolution:
         check_feasible(supernet, sc.max_params, image_shape, min(sc.evolution.max_tries, FEASIBILITY_DRAWS), cfg.seed,
-                       setup.latency_limit(), predictor.predict if predictor else None)
+                       setup.latency_limits())
     return setup
