@@ -102,6 +102,11 @@ class RerankConfig:
     episode: EpisodeConfig = field(default_factory=lambda: EpisodeConfig(20, 1, 5))
     eval_episodes: int = 200
     eval_query: int = 15  # query images per class in the scoring episodes
+    # genotype fields (e.g. [head, stages]) whose families the shortlist takes in turn, the best of each first
+    spread_over: list[str] = field(default_factory=list)
+    # also train search.latency.target_of's genotype (Conv-4): when nothing in the shortlist beats it on the
+    # proxy, the search returns it, not a network worse than the one the user would have picked by hand
+    with_reference: bool = False
 
 
 @dataclass

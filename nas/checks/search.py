@@ -133,6 +133,9 @@ def check_rerank(sc: SearchConfig) -> None:
     for key, value in (("steps", rc.steps), ("eval_episodes", rc.eval_episodes), ("eval_query", rc.eval_query)):
         positive(f"search.evolution.rerank.{key}", value)
     check_episode("search.evolution.rerank.episode", rc.episode)
+    if rc.with_reference and sc.latency.target_of is None:
+        raise ConfigError("search.evolution.rerank.with_reference: the reference is search.latency.target_of; give "
+                          "it a genotype file such as configs/genotypes/conv4.yaml", key="search.evolution.rerank")
 
 
 SUPERNET_FIX = "Give search.supernet the folder of a finished fsnas search with search.sampler: spos"

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from meta.data import FewShotDataset
 from meta.episodes import EpisodeSampler
-from search_spaces import PARAMETER_FREE, DartsGenotype
+from search_spaces import PARAMETER_FREE, DartsGenotype, load_genotype
 
 from ..checks.search import SUPERNET_FIX
 from ..config import RunConfig
@@ -112,13 +112,16 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
 
     input_size = ds.image_shape
     ev = sc.evolution
+    batches = [torch.cat([e.support_x, e.query_x]) for e in
+               (train.episode(10**6 + i).to(device) for i in range(ev.bn_batches))]
+    episodes = [val.episode(i).to(device) for i in range(ev.eval_episodes)]
+
+    def one_shot(genotype) -> Candidate:  # on the episodes and batches evolution scores with
+        return Candidate(genotype, score_path(supernet, genotype, batches, episodes), genotype.params(input_size),
+                         predictor.predict(genotype) if predictor else None)
+
     if not evolves:
-        genotype = strategy.result()
-        batches = [torch.cat([e.support_x, e.query_x]) for e in
-                   (train.episode(10**6 + i).to(device) for i in range(ev.bn_batches))]
-        episodes = [val.episode(i).to(device) for i in range(ev.eval_episodes)]
-        candidates = [Candidate(genotype, score_path(supernet, genotype, batches, episodes),
-                                genotype.params(input_size), predictor.predict(genotype) if predictor else None)]
+        candidates = [one_shot(strategy.result())]
     else:
         candidates = evolve(supernet, train, val, population=ev.population, generations=ev.generations,
                             top_k=ev.top_k, mutation_prob=ev.mutation_prob, crossover_share=ev.crossover_share,
@@ -129,10 +132,11 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
                                                                   "best": top[0].score,
                                                                   "top_mean": sum(c.score for c in top) / len(top)}))
         if ev.rerank.top:
-            candidates = rerank(cfg, run, ds, device, candidates, progress)
-        genotype = candidates[0].genotype
+            reference = one_shot(load_genotype(sc.latency.target_of)) if ev.rerank.with_reference else None
+            candidates = rerank(cfg, run, ds, device, candidates, reference, progress)
+    genotype = candidates[0].genotype
     op_names = getattr(supernet, "op_names", None) or supernet.choices
-    shown = max(ev.top_k, ev.rerank.top) if evolves else ev.top_k
+    shown = max(ev.top_k, ev.rerank.top + ev.rerank.with_reference) if evolves else ev.top_k
     summary = write_results(run, genotype, candidates[:shown], sc, input_size, train_seconds, op_names)
     if sc.supernet is not None:
         summary["supernet_from"] = str(Path(sc.supernet).resolve())

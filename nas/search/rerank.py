@@ -28,6 +28,7 @@ from ..files import write_json
 from ..pipeline import build_learner
 from ..runs import RunDir
 from .evolution import Candidate
+from .shortlist import pick_shortlist
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,15 @@ def proxy_config(cfg: RunConfig) -> RunConfig:
 
 
 def rerank(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, candidates: list[Candidate],
-           progress: bool = True) -> list[Candidate]:
-    """The first ``rerank.top`` of ``candidates`` (best one-shot first), each with its proxy accuracy, best proxy
-    first; the rest follow unchanged."""
+           reference: Candidate | None = None, progress: bool = True) -> list[Candidate]:
+    """The shortlist of ``candidates`` (best one-shot first; ``pick_shortlist``), each with its proxy accuracy,
+    best proxy first; the rest follow in their order.  ``reference`` (the network the user would pick by hand,
+    rerank.with_reference) is trained and scored alongside, and returned first when nothing beats it."""
     rc = cfg.search.evolution.rerank
-    shortlist, rest = candidates[: rc.top], candidates[rc.top:]
+    shortlist, rest = pick_shortlist(candidates, rc.top, rc.spread_over)
+    if reference is not None and all(c.genotype != reference.genotype for c in shortlist):
+        rest = [c for c in rest if c.genotype != reference.genotype]
+        shortlist.append(reference)
     pcfg = proxy_config(cfg)
     ep = rc.episode
     train = EpisodeSampler(ds, cfg.train.split, ep.n_way, ep.k_shot, ep.n_query, seed=cfg.seed)
@@ -61,7 +66,7 @@ def rerank(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device
     for k, c in enumerate(tqdm(shortlist, desc="re-rank", disable=not progress, leave=False)):
         key = c.genotype
         if key not in done:
-            torch.manual_seed(cfg.seed + k)  # the same initialisation for a candidate however it is reached
+            torch.manual_seed(cfg.seed)  # a candidate's proxy does not depend on its place in the shortlist
             learner = build_learner(pcfg, build_network(c.genotype, in_channels), device, ds.image_shape)
             t0 = time.perf_counter()
             for step in range(rc.steps):

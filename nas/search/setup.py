@@ -17,6 +17,7 @@ from ..latency import LatencyPredictor
 from .constraints import LatencyBound, latency_bounds
 from .evolution import check_feasible
 from .latency import LatencyObjective, load_predictor
+from .shortlist import check_spread
 from .strategies import STRATEGIES, SearchStrategy, create_strategy
 
 FEASIBILITY_DRAWS = 200  # random architectures tried before a constraint is called infeasible
@@ -64,6 +65,7 @@ def build_search(cfg: RunConfig, image_shape: tuple[int, ...], device: torch.dev
     predictor = load(lc.table) if lc.table else None
     setup = SearchSetup(cfg, STRATEGIES[sc.sampler], supernet, predictor, latency_bounds(lc, predictor, load))
     if setup.strategy_class.chooses_by_evolution:
+        check_spread(supernet.sample_path(torch.Generator().manual_seed(0)), sc.evolution.rerank.spread_over)
         check_feasible(supernet, sc.max_params, image_shape, min(sc.evolution.max_tries, FEASIBILITY_DRAWS), cfg.seed,
                        setup.latency_limits())
     return setup

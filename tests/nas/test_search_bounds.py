@@ -17,6 +17,7 @@ from nas.runs import RunDir
 from nas.search import rerank as rerank_module
 from nas.search.evolution import Candidate
 from nas.search.rerank import RERANK_FILE, proxy_config, rerank
+from nas.search.shortlist import pick_shortlist
 from search_spaces import create_supernet, genotype_from_dict, load_genotype
 
 from .test_elastic_search import ELASTIC, OPTIONS, SHAPE
@@ -140,15 +141,20 @@ def rerank_config(tmp_path, steps: int, eval_episodes: int, n_query: int):
         "episode": {"n_way": 5, "k_shot": 1, "n_query": n_query}}}))
 
 
+def distinct_paths(supernet, n: int) -> list:
+    gen, drawn = torch.Generator().manual_seed(0), []
+    for _ in range(100 * n):  # bounded
+        g = supernet.sample_path(gen)
+        if g not in drawn:
+            drawn.append(g)
+        if len(drawn) == n:
+            return drawn
+    raise AssertionError(f"fewer than {n} distinct paths in {100 * n} draws")
+
+
 def test_rerank_orders_the_shortlist_by_proxy_and_resumes_without_training_again(tmp_path, monkeypatch, ds):
     cfg = rerank_config(tmp_path, steps=4, eval_episodes=3, n_query=2)
-    supernet = create_supernet("elastic", 1, **OPTIONS)
-    gen = torch.Generator().manual_seed(0)
-    genotypes = []
-    while len(genotypes) < 4:
-        g = supernet.sample_path(gen)
-        if g not in genotypes:
-            genotypes.append(g)
+    genotypes = distinct_paths(create_supernet("elastic", 1, **OPTIONS), 4)
     candidates = [Candidate(g, score=1.0 - i / 10, params=0) for i, g in enumerate(genotypes)]
     run = RunDir.create(cfg, tmp_path / "run")
     ranked = rerank(cfg, run, ds, torch.device("cpu"), candidates, progress=False)
@@ -198,3 +204,54 @@ def test_a_search_with_rerank_chooses_the_best_proxy(tmp_path):
     table = json.loads((out / "candidates.json").read_text())
     assert len(table) == 3 and [r["proxy_accuracy"] for r in table] == sorted((r["proxy_accuracy"] for r in rows),
                                                                               reverse=True)
+
+
+def test_a_spread_shortlist_takes_the_best_of_each_family_in_turn():
+    drawn = distinct_paths(create_supernet("elastic", 1, **{**OPTIONS, "heads": ["flatten", "avgpool"]}), 12)
+    candidates = [Candidate(g, score=1.0 - i / 100, params=0) for i, g in enumerate(drawn)]  # best first
+    heads = [c.genotype.head for c in candidates]
+    assert len(set(heads)) == 2
+    plain, rest = pick_shortlist(candidates, 4, [])
+    assert plain == candidates[:4] and rest == candidates[4:]
+    spread, rest = pick_shortlist(candidates, 4, ["head"])
+    first, second = heads[0], next(h for h in heads if h != heads[0])
+    assert [c.genotype.head for c in spread] == [first, second, first, second]
+    for head in (first, second):  # within a family, the one-shot order
+        mine = [c for c in candidates if c.genotype.head == head]
+        assert [c for c in spread if c.genotype.head == head] == mine[:2]
+    assert sorted(map(id, spread + rest)) == sorted(map(id, candidates)) and [c.score for c in rest] == sorted(
+        (c.score for c in rest), reverse=True)
+    by_stages, _ = pick_shortlist(candidates, 3, ["head", "stages"])  # a list field counts by its length
+    assert len({(c.genotype.head, len(c.genotype.stages)) for c in by_stages}) == 3
+
+
+def test_the_reference_is_trained_alongside_and_returned_when_it_wins(tmp_path, monkeypatch, ds):
+    cfg = rerank_config(tmp_path, steps=1, eval_episodes=1, n_query=1)
+    supernet = create_supernet("elastic", 1, **OPTIONS)
+    reference = Candidate(supernet.extreme_path(False), score=0.1, params=0)
+    others = [Candidate(supernet.extreme_path(True), score=0.9, params=0),
+              Candidate(supernet.sample_path(torch.Generator().manual_seed(3)), score=0.8, params=0)]
+    calls = []
+
+    def rising(learner, sampler, episodes, device, progress=True):
+        calls.append(1)
+        return SimpleNamespace(accuracy=0.1 * len(calls), ci95=0.0)
+    monkeypatch.setattr(rerank_module, "evaluate", rising)
+    ranked = rerank(cfg, RunDir.create(cfg, tmp_path / "run"), ds, torch.device("cpu"), others, reference,
+                    progress=False)
+    assert ranked[0] is reference and len(calls) == 3 and len(ranked) == 3
+    rows = json.loads((tmp_path / "run" / RERANK_FILE).read_text())
+    assert genotype_from_dict(rows[-1]["genotype"]) == reference.genotype
+
+
+def test_rerank_settings_that_cannot_work_are_refused(tables, tmp_path, capsys):
+    a, _ = tables
+    for evolution, latency, message in (
+            ({"rerank": {"top": 2, "spread_over": ["head", "colour"]}}, {},
+             "spread_over: colour not a field of this space's genotypes"),
+            ({"rerank": {"top": 2, "with_reference": True}}, {"table": str(a), "target_ms": 1.0},
+             "with_reference: the reference is search.latency.target_of")):
+        assert cli.main(["-q", "search", write_config(tmp_path, latency, evolution=evolution),
+                         "--out", str(tmp_path / "never")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "never").exists()
