@@ -81,6 +81,14 @@ def recalibrate_bn(net: nn.Module, batches: Sequence[torch.Tensor]) -> None:
     net.eval()
 
 
+def scoring_data(train: EpisodeSampler, val: EpisodeSampler, eval_episodes: int, bn_batches: int,
+                 device: torch.device) -> tuple[list[torch.Tensor], list[Episode]]:
+    """What every candidate is scored with: meta-train batches recalibrating BatchNorm, fixed val episodes."""
+    batches = [torch.cat([e.support_x, e.query_x]) for e in (train.episode(10**6 + i).to(device)
+                                                            for i in range(bn_batches))]
+    return batches, [val.episode(i).to(device) for i in range(eval_episodes)]
+
+
 @torch.no_grad()
 def score_path(supernet: nn.Module, genotype, bn_batches: Sequence[torch.Tensor], episodes: Sequence[Episode]) -> float:
     net = supernet.subnet(genotype)
@@ -110,9 +118,7 @@ def evolve(supernet: nn.Module, train: EpisodeSampler, val: EpisodeSampler, *, p
     ``latency`` (genotype -> predicted ms) is recorded per candidate; every one of ``bounds`` must be met."""
     gen = torch.Generator().manual_seed(seed)
     device = next(supernet.parameters()).device
-    episodes = [val.episode(i).to(device) for i in range(eval_episodes)]
-    batches = [torch.cat([e.support_x, e.query_x]) for e in (train.episode(10**6 + i).to(device)
-                                                            for i in range(bn_batches))]
+    batches, episodes = scoring_data(train, val, eval_episodes, bn_batches, device)
     seen: dict = {}
     rejected = {"seen before": 0, "over max_params": 0, **{b.name: 0 for b in bounds}}
 

@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..files import atomic_write_bytes, write_json
 from ..runs import GENOTYPE_FILE, RunDir
 from ..train import episode_sampler
-from .evolution import Candidate, evolve, score_path
+from .evolution import Candidate, evolve, score_path, scoring_data
 from .latency import latency_report
 from .rerank import rerank
 from .setup import SearchSetup
@@ -112,11 +112,8 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
 
     input_size = ds.image_shape
     ev = sc.evolution
-    batches = [torch.cat([e.support_x, e.query_x]) for e in
-               (train.episode(10**6 + i).to(device) for i in range(ev.bn_batches))]
-    episodes = [val.episode(i).to(device) for i in range(ev.eval_episodes)]
-
-    def one_shot(genotype) -> Candidate:  # on the episodes and batches evolution scores with
+    def one_shot(genotype) -> Candidate:  # scored as evolution scores its candidates
+        batches, episodes = scoring_data(train, val, ev.eval_episodes, ev.bn_batches, device)
         return Candidate(genotype, score_path(supernet, genotype, batches, episodes), genotype.params(input_size),
                          predictor.predict(genotype) if predictor else None)
 
