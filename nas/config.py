@@ -131,6 +131,14 @@ class ExtraLatencyTable:
 
 
 @dataclass
+class ConfirmConfig:
+    """Evolution's candidates timed before the shortlist takes them (nas.search.confirm): each network and
+    search.latency.target_of's in turns, as each table was timed, so the machine's drift cancels in their ratio."""
+    rounds: int = 0  # alternating rounds per table; 0 trusts the tables' predictions
+    max_networks: int = 20  # networks timed at most; the shortlist is made of those that passed by then
+
+
+@dataclass
 class LatencyConfig:
     """Latency on the target device in the search (tables: fsnas latency build)."""
     table: str | None = None  # a latency table measured on the device the search runs on
@@ -146,6 +154,9 @@ class LatencyConfig:
     # more tables the chosen network must also meet, each {table: T, target_ms: MS}, e.g. batch 1 beside a
     # table of batch 80 (evolution; target_ms may be left to target_of)
     also: list[ExtraLatencyTable] = field(default_factory=list)
+    # time each shortlisted network against target_of's before choosing: a predictor's error of a few percent
+    # decides between networks near the bound (docs/benchmarks.md: the batch-1 table misjudged two of them)
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
 
 @dataclass

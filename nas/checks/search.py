@@ -99,6 +99,22 @@ def check_latency(sc: SearchConfig) -> None:
         raise ConfigError(f"search.latency.also: only a sampler that chooses by evolution meets several tables; "
                           f"{sc.sampler} takes one (search.latency.table)", key="search.latency.also")
     check_target_of(lc)
+    check_confirm(sc)
+
+
+def check_confirm(sc: SearchConfig) -> None:
+    cc, key = sc.latency.confirm, "search.latency.confirm"
+    if cc.rounds < 0:
+        raise ConfigError(f"{key}.rounds: must be >= 0 (0 trusts the tables), got {cc.rounds}", key=f"{key}.rounds")
+    if not cc.rounds:
+        return
+    positive(f"{key}.max_networks", cc.max_networks)
+    if not STRATEGIES[sc.sampler].chooses_by_evolution:
+        raise ConfigError(f"{key}: the {sc.sampler} sampler derives one architecture, there are no candidates to "
+                          f"time; set {key}.rounds: 0", key=f"{key}.rounds")
+    if sc.latency.target_of is None:
+        raise ConfigError(f"{key}: candidates are timed against search.latency.target_of's network; give it a "
+                          f"genotype file such as configs/genotypes/conv4.yaml", key="search.latency.target_of")
 
 
 def check_target_of(lc) -> None:

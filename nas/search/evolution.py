@@ -63,6 +63,7 @@ class Candidate:
     params: int
     latency_ms: float | None = None  # predicted, when the search has a latency table
     proxy: float | None = None  # accuracy after a short stand-alone training (nas.search.rerank), when re-ranked
+    measured: list[float] | None = None  # timed / the reference's time, per latency table (nas.search.confirm)
 
 
 @torch.no_grad()

@@ -26,10 +26,12 @@ from ..errors import UserError
 from ..files import atomic_write_bytes, write_json
 from ..runs import GENOTYPE_FILE, RunDir
 from ..train import episode_sampler
+from .confirm import confirmed, confirmer
 from .evolution import Candidate, evolve, score_path, scoring_data
 from .latency import latency_report
 from .rerank import rerank
 from .setup import SearchSetup
+from .shortlist import pick_shortlist
 from .strategies import alpha_entropy
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,7 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
         return Candidate(genotype, score_path(supernet, genotype, batches, episodes), genotype.params(input_size),
                          predictor.predict(genotype) if predictor else None)
 
+    check = None  # the measured latency check, for an evolving search that asks for one
     if not evolves:
         candidates = [one_shot(strategy.result())]
     else:
@@ -128,9 +131,15 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
                             on_generation=lambda g, top: run.log({"phase": "evolution", "generation": g + 1,
                                                                   "best": top[0].score,
                                                                   "top_mean": sum(c.score for c in top) / len(top)}))
+        check = confirmer(cfg, setup, run, input_size, device)
         if ev.rerank.top:
             reference = one_shot(load_genotype(sc.latency.target_of)) if ev.rerank.with_reference else None
-            candidates = rerank(cfg, run, ds, device, candidates, reference, progress)
+            candidates = rerank(cfg, run, ds, device, candidates, reference, progress, check)
+        elif check is not None:
+            first, rest = pick_shortlist(candidates, 1, [], check)
+            candidates = first + rest
+        if check is not None:
+            candidates = confirmed(candidates, check, lambda: one_shot(load_genotype(lc.target_of)))
     genotype = candidates[0].genotype
     op_names = getattr(supernet, "op_names", None) or supernet.choices
     shown = max(ev.top_k, ev.rerank.top + ev.rerank.with_reference) if evolves else ev.top_k
@@ -141,6 +150,8 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
         summary["latency"] = latency_report(lc.table, setup.target_ms, predictor, genotype, input_size, device)
         log.info("latency: predicted %.3f ms, measured %.3f ms, target %s ms", summary["latency"]["predicted_ms"],
                  summary["latency"]["measured_ms"], setup.target_ms)
+    if check is not None:
+        summary["latency_confirm"] = check.summary()
     extra = [b for b in setup.bounds if b.predictor is not predictor]
     if extra:
         summary["latency_also"] = [latency_report(b.table, b.limit_ms, b.predictor, genotype, input_size, device)
@@ -160,6 +171,7 @@ def write_results(run: RunDir, genotype, candidates: list[Candidate], sc, input_
     table = [{"rank": i + 1, "score": c.score, "params": c.params, "macs": c.genotype.macs(input_size),
               **({"predicted_latency_ms": c.latency_ms} if c.latency_ms is not None else {}),
               **({"proxy_accuracy": c.proxy} if c.proxy is not None else {}),
+              **({"measured_ratio_to_reference": c.measured} if c.measured is not None else {}),
               "genotype": c.genotype.to_dict()} for i, c in enumerate(candidates)]
     with run.writing():
         write_json(run.path / "candidates.json", table)

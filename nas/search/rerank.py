@@ -47,12 +47,13 @@ def proxy_config(cfg: RunConfig) -> RunConfig:
 
 
 def rerank(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, candidates: list[Candidate],
-           reference: Candidate | None = None, progress: bool = True) -> list[Candidate]:
+           reference: Candidate | None = None, progress: bool = True, accept=None) -> list[Candidate]:
     """The shortlist of ``candidates`` (best one-shot first; ``pick_shortlist``), each with its proxy accuracy,
     best proxy first; the rest follow in their order.  ``reference`` (the network the user would pick by hand,
-    rerank.with_reference) is trained and scored alongside, and returned first when nothing beats it."""
+    rerank.with_reference) is trained and scored alongside, and returned first when nothing beats it.
+    ``accept``: a measured latency check the shortlist's networks must pass (nas.search.confirm)."""
     rc = cfg.search.evolution.rerank
-    shortlist, rest = pick_shortlist(candidates, rc.top, rc.spread_over)
+    shortlist, rest = pick_shortlist(candidates, rc.top, rc.spread_over, accept)
     if reference is not None and all(c.genotype != reference.genotype for c in shortlist):
         rest = [c for c in rest if c.genotype != reference.genotype]
         shortlist.append(reference)

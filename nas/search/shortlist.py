@@ -3,6 +3,8 @@ of networks in turn (``search.evolution.rerank.spread_over``)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ..errors import ConfigError
 from .evolution import Candidate
 
@@ -22,20 +24,24 @@ def check_spread(genotype, fields: list[str]) -> None:
                           key="search.evolution.rerank.spread_over")
 
 
-def pick_shortlist(candidates: list[Candidate], top: int, spread_over: list[str]) -> tuple[list, list]:
+def pick_shortlist(candidates: list[Candidate], top: int, spread_over: list[str],
+                   accept: Callable[[object], bool] | None = None) -> tuple[list, list]:
     """(shortlist, rest).  Without ``spread_over``, the ``top`` best by one-shot score.  With it, the best of each
     family (the values of those genotype fields) in turn, families ordered by their best: one-shot scores
     compare networks of one family better than across families (docs/benchmarks.md, the ranking section),
-    so a shortlist of one family would carry a supernet's bias between families into the choice."""
-    if not spread_over:
-        return candidates[:top], candidates[top:]
+    so a shortlist of one family would carry a supernet's bias between families into the choice.
+    ``accept(genotype)`` (a measured latency check): a candidate it refuses is passed over for the next one,
+    and asked only when the shortlist would otherwise take it."""
     families: dict[tuple, list[Candidate]] = {}
     for c in candidates:  # best first, so each family's list is too
         families.setdefault(family(c.genotype, spread_over), []).append(c)
     queues, shortlist = list(families.values()), []
     while len(shortlist) < top and any(queues):
         for q in queues:
-            if q and len(shortlist) < top:
-                shortlist.append(q.pop(0))
+            while q and len(shortlist) < top:
+                c = q.pop(0)
+                if accept is None or accept(c.genotype):
+                    shortlist.append(c)
+                    break
     picked = {id(c) for c in shortlist}
     return shortlist, [c for c in candidates if id(c) not in picked]
