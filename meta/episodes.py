@@ -52,7 +52,7 @@ class EpisodeSampler:
 
     def __init__(self, dataset: FewShotDataset, split: str, n_way: int, k_shot: int | Sequence[int],
                  n_query: int, seed: int = 0, length: int | None = None, profile: str = "balanced",
-                 min_shot: int = 1) -> None:
+                 min_shot: int = 1, device: torch.device | str | None = None) -> None:
         self.split: ClassSplit = dataset.split(split)
         self.shots = [int(k_shot)] * n_way if isinstance(k_shot, int) else [int(k) for k in k_shot]
         if profile != "balanced" and not isinstance(k_shot, int):
@@ -63,9 +63,11 @@ class EpisodeSampler:
         self.profile, self.min_shot = profile, int(min_shot)
         self.n_way, self.n_query, self.seed, self.length = int(n_way), int(n_query), int(seed), length
         check_episode_fits(self.split, self.n_way, self.shots, self.n_query, dataset.name)
-        self.images = dataset.images
-        self.mean = torch.tensor(dataset.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(dataset.std, dtype=torch.float32).view(1, -1, 1, 1)
+        # device: episodes are gathered and normalised there from the dataset's uint8 images, moved once per
+        # dataset and device (FewShotDataset.images_on), so no episode is copied from the host
+        self.images = dataset.images if device is None else dataset.images_on(device)
+        self.mean = torch.tensor(dataset.mean, dtype=torch.float32, device=self.images.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(dataset.std, dtype=torch.float32, device=self.images.device).view(1, -1, 1, 1)
 
     def __len__(self) -> int:
         if self.length is None:
@@ -88,23 +90,30 @@ class EpisodeSampler:
             raise ValueError(f"an episode needs {self.n_way} classes, got {classes.numel()}")
         shots_per_class = (self.shots if self.profile == "balanced" else
                            shot_counts(self.profile, self.n_way, self.shots[0], self.min_shot, g))
-        support, query = [], []
+        # the draws per class on the host (the random stream of every earlier version), then one gather of
+        # all the episode's images where they live, one rotation per quarter-turn count, one normalisation
+        picks, turns, is_support = [], [], []
         for c, shots in zip(classes.tolist(), shots_per_class):
             row, quarter_turns = self.split.base_class(c)
             n = int(self.split.image_counts[row])
-            picks = self.split.image_index[row, torch.randperm(n, generator=g)[: shots + self.n_query]]
-            x = self.images[picks]
-            if quarter_turns:
-                x = torch.rot90(x, quarter_turns, dims=(2, 3))
-            support.append(x[:shots])
-            query.append(x[shots:])
-        labels = torch.arange(self.n_way)
+            picks.append(self.split.image_index[row, torch.randperm(n, generator=g)[: shots + self.n_query]])
+            turns += [quarter_turns] * (shots + self.n_query)
+            is_support += [True] * shots + [False] * self.n_query
+        dev = self.images.device
+        x = self.images[torch.cat(picks).to(dev)]
+        turns_t = torch.tensor(turns, device=dev)
+        for k in sorted(set(turns) - {0}):
+            rotate = turns_t == k
+            x[rotate] = torch.rot90(x[rotate], k, dims=(2, 3))
+        x = self._normalise(x)
+        support = torch.tensor(is_support, device=dev)
+        labels = torch.arange(self.n_way, device=dev)
         return Episode(
-            support_x=self._normalise(torch.cat(support)),
-            support_y=labels.repeat_interleave(torch.tensor(shots_per_class)),
-            query_x=self._normalise(torch.cat(query)),
+            support_x=x[support],
+            support_y=labels.repeat_interleave(torch.tensor(shots_per_class, device=dev)),
+            query_x=x[~support],
             query_y=labels.repeat_interleave(self.n_query),
-            classes=classes,
+            classes=classes.to(dev),
         )
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:

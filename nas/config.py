@@ -79,6 +79,9 @@ class TrainConfig:
     val_every: int = 0  # 0: no validation while training
     val_episodes: int = 100
     val_split: str = "val"
+    # bfloat16 autocast in meta-training's forward (meta.precision; learners that declare mixed_precision);
+    # losses, distances, BatchNorm statistics and weights stay float32; evaluation runs in float32
+    amp: bool = False
 
 
 @dataclass
@@ -179,6 +182,7 @@ class SearchConfig:
     supernet: str | None = None
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    amp: bool = False  # bfloat16 autocast in the supernet's training steps (as train.amp)
 
 
 @dataclass

@@ -135,6 +135,7 @@ def build_learner(cfg: RunConfig, model: nn.Module, device: torch.device,
     except ValueError as exc:
         raise ConfigError(f"train.options: {exc}", key="train.options") from None
     learner.bn_mode = cfg.eval.bn_mode
+    learner.amp = cfg.train.amp  # the config check refuses it for a learner without mixed_precision
     if cfg.eval.inner_steps is not None:  # the config check allows it only for learners with test_steps
         learner.test_steps = cfg.eval.inner_steps
     return learner
@@ -171,7 +172,7 @@ def evaluate_tasks(cfg: RunConfig, ds: FewShotDataset, learner: Learner, device:
                     "figures are not comparable with published ones", cfg.eval.episodes, STANDARD_TEST_EPISODES)
     results = []
     for task in cfg.eval.tasks:
-        sampler = episode_sampler(ds, cfg.eval.split, task, cfg.eval.seed)
+        sampler = episode_sampler(ds, cfg.eval.split, task, cfg.eval.seed, device)
         t0 = time.perf_counter()
         res = evaluate(learner, sampler, cfg.eval.episodes, device, progress=progress)
         row = {"dataset": ds.name, "split": cfg.eval.split, "n_way": task.n_way, "k_shot": task.k_shot,

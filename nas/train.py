@@ -38,25 +38,27 @@ class TrainResult:
     best_step: int | None
 
 
-def episode_sampler(ds: FewShotDataset, split: str, ep: EpisodeConfig, seed: int) -> EpisodeSampler:
+def episode_sampler(ds: FewShotDataset, split: str, ep: EpisodeConfig, seed: int,
+                    device: torch.device | None = None) -> EpisodeSampler:
+    """Episodes of ``ep``'s shape, made on ``device`` (the dataset's images copied there once)."""
     return EpisodeSampler(ds, split, ep.n_way, ep.k_shot, ep.n_query, seed=seed, profile=ep.shot_profile,
-                          min_shot=ep.min_shot)
+                          min_shot=ep.min_shot, device=device)
 
 
-def train_sampler(cfg: RunConfig, ds: FewShotDataset) -> EpisodeSampler:
-    return episode_sampler(ds, cfg.train.split, cfg.train.episode, cfg.seed)
+def train_sampler(cfg: RunConfig, ds: FewShotDataset, device: torch.device | None = None) -> EpisodeSampler:
+    return episode_sampler(ds, cfg.train.split, cfg.train.episode, cfg.seed, device)
 
 
-def val_sampler(cfg: RunConfig, ds: FewShotDataset) -> EpisodeSampler:
+def val_sampler(cfg: RunConfig, ds: FewShotDataset, device: torch.device | None = None) -> EpisodeSampler:
     # validate on the first evaluation task: that is what the run reports
-    return episode_sampler(ds, cfg.train.val_split, cfg.eval.tasks[0], cfg.seed + 7919)
+    return episode_sampler(ds, cfg.train.val_split, cfg.eval.tasks[0], cfg.seed + 7919, device)
 
 
 def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir, device: torch.device,
                progress: bool = True) -> TrainResult:
     tc = cfg.train
-    sampler = train_sampler(cfg, ds) if tc.steps else None  # steps 0: no episodes (a split may not fit them)
-    validator = val_sampler(cfg, ds) if tc.val_every else None
+    sampler = train_sampler(cfg, ds, device) if tc.steps else None  # steps 0: none (a split may not fit them)
+    validator = val_sampler(cfg, ds, device) if tc.val_every else None
     start, best_acc, best_step = 0, None, None
 
     state = run.load_checkpoint("last")

@@ -74,6 +74,17 @@ class FewShotDataset:
         # a cache written before constant channels got std 1 may hold a 0 there
         self.std = tuple(v if v >= MIN_STD else 1.0 for v in self.std)
         self._split_cache: dict[str, ClassSplit] = {}
+        self._device_images: dict[str, torch.Tensor] = {}
+
+    def images_on(self, device: torch.device | str) -> torch.Tensor:
+        """The uint8 images on ``device``, copied there once (the copy is kept for the dataset's life)."""
+        device = torch.device(device)
+        if device == self.images.device:
+            return self.images
+        key = str(device)
+        if key not in self._device_images:
+            self._device_images[key] = self.images.to(device)
+        return self._device_images[key]
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -19,6 +19,7 @@ from ..evaluation import accuracy
 from ..hard_tasks import hardest_class
 from ..losses import EpisodicLoss
 from ..optim_state import load_optimizer_state
+from ..precision import autocast, upcast
 
 
 GIVEN = ("n_way", "in_shape")  # what a caller can fill in from the task (its ways) and the data (its image shape)
@@ -36,6 +37,9 @@ class Learner(ABC):
     fixed_ways: ClassVar[bool] = False  # its classifier head is bound to the meta-training ways: it tests only those
     inner_loop: ClassVar[bool] = False  # adapts at test time with ``test_steps`` inner steps (a settable attribute)
     takes_loss: ClassVar[bool] = False  # takes an episodic ``loss`` option (and its ``loss_options``)
+    # its meta-training forward may run in bfloat16 (``amp``: train.amp); losses and distances stay float32
+    mixed_precision: ClassVar[bool] = False
+    amp: bool = False
 
     @abstractmethod
     def meta_train_step(self, episodes: Sequence[Episode]) -> dict[str, float]:
@@ -55,14 +59,16 @@ class Learner(ABC):
         self.optimizer.zero_grad(set_to_none=True)
         losses, accs, hard = [], [], []
         if all_query_logits is not None:
-            stacked = all_query_logits(episodes)
+            with self.autocast():
+                stacked = upcast(all_query_logits(episodes))
             task_losses = [loss.for_episode(ep)(logits, ep.query_y) for logits, ep in zip(stacked, episodes)]
             (sum(task_losses) / len(episodes)).backward()
             outputs = [(loss.item(), logits.detach(), ep) for loss, logits, ep in zip(task_losses, stacked, episodes)]
         else:
             outputs = []
             for ep in episodes:
-                logits = query_logits(ep)
+                with self.autocast():
+                    logits = upcast(query_logits(ep))
                 value = loss.for_episode(ep)(logits, ep.query_y)
                 (value / len(episodes)).backward()
                 outputs.append((value.item(), logits.detach(), ep))
@@ -75,6 +81,10 @@ class Learner(ABC):
             self.scheduler.step()
         return {"loss": sum(losses) / len(losses), "accuracy": sum(accs) / len(accs),
                 "lr": self.optimizer.param_groups[0]["lr"], "hard_classes": hard}
+
+    def autocast(self):
+        """The meta-training forward's precision region: bfloat16 autocast when ``amp`` is set."""
+        return autocast(next(self.model.parameters()).device, self.amp)
 
     def set_progress(self, step: int, total: int) -> None:
         """Tell the learner's loss how far meta-training is (loss schedules such as LDAM's DRW)."""

@@ -16,6 +16,7 @@ from ..batchnorm import use_bn_mode
 from ..episodes import Episode
 from ..losses import EpisodicLoss
 from ..optim_state import load_optimizer_state
+from ..precision import upcast
 from .base import Learner
 from .fast_weights import MetaModel
 from .registry import LEARNERS
@@ -36,6 +37,7 @@ class MAML(Learner):
     fixed_ways = True
     inner_loop = True
     takes_loss = True
+    mixed_precision = True
 
     def __init__(self, model: nn.Module, *, n_way: int, inner_lr: float = 0.4, steps: int = 5,
                  test_steps: int | None = None, order: str = "second", anil: bool = False, meta_sgd: bool = False,
@@ -90,10 +92,10 @@ class MAML(Learner):
             feats = fast.features(torch.cat([ep.support_x, ep.query_x]))
             support, query = feats[: len(ep.support_y)], feats[len(ep.support_y):]
             for _ in range(steps):
-                fast.adapt(loss(fast.head(support), ep.support_y))
+                fast.adapt(loss(upcast(fast.head(support)), ep.support_y))
             return fast.head(query)
         for _ in range(steps):
-            fast.adapt(loss(fast(ep.support_x), ep.support_y))
+            fast.adapt(loss(upcast(fast(ep.support_x)), ep.support_y))
         return fast(ep.query_x)
 
     def meta_train_step(self, episodes: Sequence[Episode]) -> dict[str, float]:

@@ -11,12 +11,15 @@ from torch import nn
 from ..batchnorm import use_bn_mode
 from ..episodes import Episode
 from ..losses import EpisodicLoss
+from ..precision import full_precision, upcast
 from .base import Learner
 from .registry import LEARNERS
 
 
 def prototypes(features: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Class means [n_way, D]; works for any number of shots per class."""
+    """Class means [n_way, D], in float32 for half-precision features (mixed precision); works for any
+    number of shots per class."""
+    features = upcast(features)
     sums = torch.zeros(n_way, features.shape[1], dtype=features.dtype, device=features.device)
     sums.index_add_(0, labels, features)
     counts = torch.bincount(labels, minlength=n_way).clamp_min(1).to(features.dtype)
@@ -24,16 +27,20 @@ def prototypes(features: torch.Tensor, labels: torch.Tensor, n_way: int) -> torc
 
 
 def prototype_logits(query: torch.Tensor, protos: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
-    if distance == "euclidean":
-        return -torch.cdist(query, protos).pow(2)
-    if distance == "cosine":
-        return 10.0 * F.normalize(query, dim=-1) @ F.normalize(protos, dim=-1).T
+    """Logits in at least float32, also inside a mixed-precision region (meta.precision)."""
+    with full_precision(query.device):
+        query, protos = upcast(query), upcast(protos)
+        if distance == "euclidean":
+            return -torch.cdist(query, protos).pow(2)
+        if distance == "cosine":
+            return 10.0 * F.normalize(query, dim=-1) @ F.normalize(protos, dim=-1).T
     raise ValueError(f"unknown distance '{distance}'; use 'euclidean' or 'cosine'")
 
 
 @LEARNERS.register("protonet")
 class ProtoNet(Learner):
     takes_loss = True
+    mixed_precision = True
 
     def __init__(self, model: nn.Module, *, lr: float = 1e-3, weight_decay: float = 0.0,
                  lr_step: int = 0, lr_gamma: float = 0.5, distance: str = "euclidean",

@@ -21,6 +21,10 @@ def check_train(tc: TrainConfig) -> None:
     learner = LEARNERS[tc.learner]
     check_options("train.options", tc.options, learner_options(tc.learner), f"learner {tc.learner}")
     check_loss("train.options", tc.options, episodic=learner.takes_loss)
+    if tc.amp and not learner.mixed_precision:
+        able = ", ".join(n for n in LEARNERS if LEARNERS[n].mixed_precision)
+        raise ConfigError(f"train.amp: the {tc.learner} learner does not run in mixed precision (those that do: "
+                          f"{able}); set train.amp: false", key="train.amp")
     positive("train.steps", tc.steps, 0)
     if tc.steps and not learner.meta_trains:
         raise ConfigError(f"train.steps: the {tc.learner} learner does not meta-train; set train.steps=0 "

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from meta.data import FewShotDataset
 from meta.episodes import EpisodeSampler
+from meta.precision import autocast
 from search_spaces import PARAMETER_FREE, DartsGenotype, load_genotype
 
 from ..checks.search import SUPERNET_FIX
@@ -47,10 +48,11 @@ def skip_share(genotype) -> float:
     return sum(op in PARAMETER_FREE for op in ops) / len(ops)
 
 
-def search_samplers(cfg: RunConfig, ds: FewShotDataset) -> tuple[EpisodeSampler, EpisodeSampler]:
+def search_samplers(cfg: RunConfig, ds: FewShotDataset,
+                    device: torch.device | None = None) -> tuple[EpisodeSampler, EpisodeSampler]:
     ep = cfg.search.episode
-    return (episode_sampler(ds, cfg.train.split, ep, cfg.seed),
-            episode_sampler(ds, cfg.search.val_split, ep, cfg.seed + 1))
+    return (episode_sampler(ds, cfg.train.split, ep, cfg.seed, device),
+            episode_sampler(ds, cfg.search.val_split, ep, cfg.seed + 1, device))
 
 
 def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, setup: SearchSetup,
@@ -59,7 +61,7 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
     sc, lc = cfg.search, cfg.search.latency
     supernet, predictor = setup.supernet, setup.predictor
     strategy = setup.strategy()
-    train, val = search_samplers(cfg, ds)
+    train, val = search_samplers(cfg, ds, device)
     differentiable, evolves = strategy.differentiable, strategy.chooses_by_evolution
 
     start = 0
@@ -89,7 +91,8 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
     guard = DivergenceGuard("search", f"Lower the weight learning rate (search.sampler_options.w_lr in "
                                       f"{run.config_path}) or clip gradients harder (grad_clip)")
     for step in bar:
-        window.append(strategy.step(train.episode(step).to(device), val.episode(step).to(device)))
+        with autocast(device, sc.amp):  # losses and distances stay float32 (meta.precision)
+            window.append(strategy.step(train.episode(step).to(device), val.episode(step).to(device)))
         done = step + 1
         guard.loss(done, window[-1]["loss"])
         if done % sc.log_every == 0 or done == sc.steps:

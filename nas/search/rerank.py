@@ -59,8 +59,9 @@ def rerank(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device
         shortlist.append(reference)
     pcfg = proxy_config(cfg)
     ep = rc.episode
-    train = EpisodeSampler(ds, cfg.train.split, ep.n_way, ep.k_shot, ep.n_query, seed=cfg.seed)
-    val = EpisodeSampler(ds, cfg.search.val_split, ep.n_way, ep.k_shot, rc.eval_query, seed=cfg.seed + 3)
+    train = EpisodeSampler(ds, cfg.train.split, ep.n_way, ep.k_shot, ep.n_query, seed=cfg.seed, device=device)
+    val = EpisodeSampler(ds, cfg.search.val_split, ep.n_way, ep.k_shot, rc.eval_query, seed=cfg.seed + 3,
+                         device=device)
     path = run.path / RERANK_FILE
     done = {genotype_from_dict(r["genotype"]): r for r in (json.loads(path.read_text()) if path.is_file() else [])}
     in_channels = ds.image_shape[0]

@@ -116,3 +116,54 @@ def test_iteration_needs_a_length():
     assert len(list(s)) == 3
     with pytest.raises(TypeError):
         len(EpisodeSampler(ds, "train", 5, 1, 1))
+
+
+def per_class_episode(s: EpisodeSampler, index: int):
+    """The sampler's first implementation, one class at a time: the vectorised one must give the same episode."""
+    g = s.generator(index)
+    classes = torch.randperm(s.split.num_classes, generator=g)[: s.n_way]
+    support, query = [], []
+    for c, shots in zip(classes.tolist(), s.shots):
+        row, quarter_turns = s.split.base_class(c)
+        n = int(s.split.image_counts[row])
+        x = s.images[s.split.image_index[row, torch.randperm(n, generator=g)[: shots + s.n_query]]]
+        x = torch.rot90(x, quarter_turns, dims=(2, 3)) if quarter_turns else x
+        support.append(x[:shots])
+        query.append(x[shots:])
+    return torch.cat(support), torch.cat(query), classes
+
+
+@pytest.mark.parametrize("shots", [2, [1, 3, 2, 1, 2]])
+def test_episodes_equal_the_per_class_construction_with_rotations(shots):
+    ds = toy_dataset(classes=30, rotations=4)
+    s = EpisodeSampler(ds, "train", n_way=5, k_shot=shots, n_query=3, seed=3)
+    for i in range(30):
+        ep = s.episode(i)
+        support, query, classes = per_class_episode(s, i)
+        assert torch.equal(raw(ep.support_x), support.long()) and torch.equal(raw(ep.query_x), query.long())
+        assert torch.equal(ep.classes, classes)
+    assert ds.images[:, 0, 0, 7].eq(200).all()  # the dataset's own images never rotated in place
+
+
+def test_a_sampler_on_a_device_makes_its_episodes_there_from_one_copy():
+    ds = toy_dataset(classes=30, rotations=4)
+    host = EpisodeSampler(ds, "train", n_way=5, k_shot=2, n_query=3, seed=3)
+    meta = torch.device("meta")  # a device other than the images' one, without a GPU
+    with pytest.raises(NotImplementedError):  # gathering on the meta device has no data: it gets that far
+        EpisodeSampler(ds, "train", n_way=5, k_shot=2, n_query=3, seed=3, device=meta).episode(0)
+    assert ds.images_on(meta) is ds.images_on(meta) and ds.images_on(meta).device == meta  # copied once
+    same = EpisodeSampler(ds, "train", n_way=5, k_shot=2, n_query=3, seed=3, device="cpu")
+    assert same.images is ds.images
+    for f in ("support_x", "support_y", "query_x", "query_y", "classes"):
+        assert torch.equal(getattr(same.episode(4), f), getattr(host.episode(4), f))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_episodes_made_on_the_gpu_equal_the_host_ones():
+    ds = toy_dataset(classes=30, rotations=4)
+    host = EpisodeSampler(ds, "train", n_way=5, k_shot=2, n_query=3, seed=3)
+    gpu = EpisodeSampler(ds, "train", n_way=5, k_shot=2, n_query=3, seed=3, device="cuda")
+    for i in range(5):
+        a, b = host.episode(i), gpu.episode(i)
+        assert b.support_x.is_cuda and all(torch.equal(getattr(a, f), getattr(b, f).cpu()) for f in (
+            "support_x", "support_y", "query_x", "query_y", "classes"))

@@ -53,6 +53,8 @@ def test_apply_override_parses_yaml_values():
     ({}, ["train.steps=-1"], r"train.steps: must be at least 0, got -1"),
     ({}, ["train.learner=finetune"], r"train.steps: the finetune learner does not meta-train; set train.steps=0"),
     ({}, ["train.episode.n_way=1"], r"train.episode.n_way: must be at least 2"),
+    ({}, ["train.learner=finetune", "train.steps=0", "train.amp=true"],
+     r"train.amp: the finetune learner does not run in mixed precision \(those that do: .*protonet"),
     ({}, ["data.dataset=imagenet21k"], r"data.dataset: unknown name 'imagenet21k'; choose one of .*omniglot"),
     ({}, ["model.name=vit"], r"model.name: unknown name 'vit'"),
     ({}, ["train.learner=reptile"], r"train.learner: unknown name 'reptile'"),
