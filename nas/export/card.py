@@ -25,8 +25,10 @@ def render_markdown(card: dict) -> str:
         f", torch {dev['torch']})"
     lines = [f"# fsnas backbone: {card['space']} architecture", "",
              "A feature extractor for few-shot learning: images in, one embedding per image out. Load it with "
-             "`nas.load_backbone(FOLDER)` (plain PyTorch, weights only), `torch.jit.load(FOLDER/"
-             f"{card['files']['torchscript']})` or any ONNX runtime (`{card['files']['onnx']}`).", "",
+             "`nas.load_backbone(FOLDER)` (plain PyTorch, weights only), `nas.load_backbone(FOLDER, format='pt2')` "
+             f"(the torch.export program `{card['files']['pt2']}`, torch {card['pt2']['torch']}; dynamic batch), "
+             f"`torch.jit.load(FOLDER/{card['files']['torchscript']})` or any ONNX runtime "
+             f"(`{card['files']['onnx']}`).", "",
              "## Model", "",
              f"- Parameters: {card['parameters']:,}",
              f"- Multiply-accumulates per image at {inp['shape']}: {card['macs']:,}",
@@ -56,6 +58,8 @@ def render_markdown(card: dict) -> str:
     lines += ["", "## Checks at export", "",
               f"- TorchScript output vs network: max |diff| {ver['torchscript_max_abs_diff']:.2e}",
               f"- ONNX: {ver['onnx_checked_with']}" + (f", max |diff| {diff:.2e}" if diff is not None else ""),
+              f"- torch.export program: {ver['pt2_checked_with']}, max |diff| {ver['pt2_max_abs_diff']:.2e}; "
+              f"sha256 `{card['pt2']['sha256'][:16]}…`",
               "", "## Architecture", "", "```yaml", yaml.safe_dump(card["architecture"], sort_keys=False,
                                                                       default_flow_style=None).rstrip(), "```"]
     if prov.get("config"):

@@ -1,5 +1,6 @@
-"""Writing an export folder: genotype, plain weights, TorchScript, ONNX, cell pictures and the model card,
-each deployable file checked against the network it came from before the folder appears.
+"""Writing an export folder: genotype, plain weights, TorchScript, ONNX, a torch.export program (``.pt2``),
+cell pictures and the model card, each deployable file checked against the network it came from before the
+folder appears.
 
 The folder is assembled under a temporary name beside ``out`` and renamed at the end, so a failed or
 killed export leaves no half-written folder, and an existing folder is never overwritten."""
@@ -29,7 +30,7 @@ from .sources import ExportError, Exportable
 
 FORMAT = "fsnas-export/1"
 WEIGHTS_FILE, CARD_FILE = "weights.pt", "model_card.json"  # GENOTYPE_FILE: the same name as in a run folder
-TORCHSCRIPT_FILE, ONNX_FILE = "backbone.torchscript.pt", "backbone.onnx"
+TORCHSCRIPT_FILE, ONNX_FILE, PT2_FILE = "backbone.torchscript.pt", "backbone.onnx", "backbone.pt2"
 TOLERANCE = 1e-4  # max |difference| of features between the exported formats and the network
 
 
@@ -61,6 +62,17 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path) -> tuple[tor
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = session.run(None, {session.get_inputs()[0].name: example.numpy()})[0]
     return torch.from_numpy(out), f"onnxruntime {ort.__version__}"
+
+
+def _export_pt2(net: nn.Module, example: torch.Tensor, path: Path) -> float:
+    """A torch.export program with a dynamic batch dimension (traced at batch >= 2: torch.export specialises a
+    batch of 1), saved, loaded back and run at the example's batch and at batch 1; returns the max |difference|
+    against the network."""
+    program = torch.export.export(net, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                                  strict=False)
+    torch.export.save(program, str(path))
+    loaded = torch.export.load(str(path)).module()  # our own file, just written
+    return max(_max_diff(loaded(x), net(x)) for x in (example, example[:1]))
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -100,10 +112,13 @@ def _write(item: Exportable, folder: Path, device: torch.device, latency_batch: 
         reference = net(example)
         ts_out = _export_torchscript(net, example, folder / TORCHSCRIPT_FILE)
         onnx_out, onnx_checked = _export_onnx(net, example, folder / ONNX_FILE)
+        pt2_diff = _export_pt2(net, example, folder / PT2_FILE)
     verification = {"example": f"seeded normal input {list(example.shape)}", "tolerance": TOLERANCE,
                     "torchscript_max_abs_diff": _max_diff(ts_out, reference), "onnx_checked_with": onnx_checked,
-                    "onnx_max_abs_diff": None if onnx_out is None else _max_diff(onnx_out, reference)}
-    for fmt in ("torchscript", "onnx"):
+                    "onnx_max_abs_diff": None if onnx_out is None else _max_diff(onnx_out, reference),
+                    "pt2_checked_with": f"torch {torch.__version__} torch.export.load, batches "
+                                        f"{example.shape[0]} and 1", "pt2_max_abs_diff": pt2_diff}
+    for fmt in ("torchscript", "onnx", "pt2"):
         diff = verification[f"{fmt}_max_abs_diff"]
         if diff is not None and diff > TOLERANCE:
             raise ExportError(f"the {fmt} export differs from the network by {diff:.2e} (> {TOLERANCE}); "
@@ -121,12 +136,14 @@ def _write(item: Exportable, folder: Path, device: torch.device, latency_batch: 
                          "CPU), NCHW float32, eval mode"}
     net.cpu()
     files = {"genotype": GENOTYPE_FILE, "weights": WEIGHTS_FILE, "torchscript": TORCHSCRIPT_FILE,
-             "onnx": ONNX_FILE, "cells": pictures}
+             "onnx": ONNX_FILE, "pt2": PT2_FILE, "cells": pictures}
     card = {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "architecture": item.genotype.to_dict(),
             "space": item.genotype.kind, "parameters": params, "macs": macs,
             "input": {**item.input, "layout": "NCHW float32; pixels scaled to [0, 1], then (x - mean) / std"},
             "output": {"features": int(reference.shape[1]), "meaning": "one embedding per image (no classifier)"},
             "weights": {"origin": item.weights_origin, "sha256": sha256(folder / WEIGHTS_FILE)},
+            "pt2": {"sha256": sha256(folder / PT2_FILE), "torch": torch.__version__,
+                    "dynamic": "batch dimension (any batch >= 1)"},
             "rank": item.rank, "search_score": item.search_score, "accuracy": item.accuracy,
             "provenance": {**item.provenance, "export_source": source_note}, "latency": latency,
             "verification": verification, "files": files}

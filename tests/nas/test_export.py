@@ -1,6 +1,10 @@
-"""fsnas export: round trips through weights, TorchScript and ONNX; picks; corrupt files; retrain --arch."""
+"""fsnas export: round trips through weights, TorchScript, ONNX and torch.export; picks; corrupt files;
+retrain --arch."""
 
+import hashlib
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,7 @@ from nas import cli, load_backbone
 from nas.checks import load_config
 from nas.export import ExportError, read_card
 from nas.export.pick import pareto_front, pick_ranks
+from nas.export.writer import TOLERANCE
 from nas.latency.fingerprint import cpu_name
 from nas.pipeline import prepare
 from nas.runs import RunDir
@@ -52,8 +57,8 @@ def exported(runs):
 
 def test_retrain_export_round_trips_through_every_format(runs, exported):
     files = {p.name for p in exported.iterdir()}
-    assert {"genotype.yaml", "weights.pt", "backbone.torchscript.pt", "backbone.onnx", "model_card.json",
-            "model_card.md", "cells"} <= files
+    assert {"genotype.yaml", "weights.pt", "backbone.torchscript.pt", "backbone.onnx", "backbone.pt2",
+            "model_card.json", "model_card.md", "cells"} <= files
     # the network as the run left it
     genotype = load_genotype(runs / "retrain" / "genotype.yaml")
     assert genotype == load_genotype(runs / "search" / "genotype.yaml")  # --arch took the search result
@@ -84,6 +89,69 @@ def test_retrain_export_round_trips_through_every_format(runs, exported):
     assert card["verification"]["onnx_max_abs_diff"] < 1e-4
     md = (exported / "model_card.md").read_text()
     assert f"{card['parameters']:,}" in md and "95% CI" in md and "synthetic" in md
+
+
+def test_the_torch_export_program_has_a_dynamic_batch_and_matches_the_weights(exported):
+    card = read_card(exported)
+    pt2 = exported / "backbone.pt2"
+    assert card["files"]["pt2"] == pt2.name and card["pt2"]["torch"] == torch.__version__
+    assert card["pt2"]["sha256"] == hashlib.sha256(pt2.read_bytes()).hexdigest()
+    assert 0 <= card["verification"]["pt2_max_abs_diff"] <= TOLERANCE
+    assert "[2, 1, 28, 28]" in card["verification"]["example"]  # so batches 5 and 1 below are not the traced one
+    program, plain = load_backbone(exported, format="pt2"), load_backbone(exported)
+    assert not program.training and program.eval() is program
+    assert not any(type(m).__module__.startswith("search_spaces") for m in program.modules())  # not the network
+    assert any(type(m).__module__.startswith("search_spaces") for m in plain.modules())
+    with torch.no_grad():
+        for batch in (5, 1):
+            x = torch.randn(batch, 1, 28, 28)
+            out = program(x)
+            assert out.shape == (batch, card["output"]["features"])
+            torch.testing.assert_close(out, plain(x), atol=TOLERANCE, rtol=0)
+    with pytest.raises(ExportError, match="fixed in eval mode; to train it, load it with format='weights'"):
+        program.train()
+    assert "torch.export program" in (exported / "model_card.md").read_text()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_the_torch_export_program_moves_to_the_gpu(exported):
+    program, plain = load_backbone(exported, "cuda", format="pt2"), load_backbone(exported, "cuda")
+    x = torch.randn(3, 1, 28, 28, device="cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), plain(x), atol=TOLERANCE, rtol=0)
+
+
+def test_a_changed_or_missing_pt2_is_refused_before_torch_loads_it(exported, tmp_path, monkeypatch):
+    bad = tmp_path / "bad"
+    shutil.copytree(exported, bad)
+    pt2 = bad / "backbone.pt2"
+    original = pt2.read_bytes()
+    pt2.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    loaded = []
+    real_load = torch.export.load
+    monkeypatch.setattr(torch.export, "load", lambda f, **kw: loaded.append(f) or real_load(f, **kw))
+    with pytest.raises(ExportError, match="does not match the sha256 in model_card.json: the file changed after "
+                                          "export, and it is never loaded unchecked"):
+        load_backbone(bad, format="pt2")
+    with pytest.raises(ExportError, match="loaded only after its sha256 matches model_card.json"):
+        load_backbone(bad, check_hash=False, format="pt2")
+    assert loaded == []  # torch.export.load (which unpickles) never saw the changed file
+    card = json.loads((bad / "model_card.json").read_text())
+    pt2.write_bytes(b"not a zip archive")
+    card["pt2"]["sha256"] = hashlib.sha256(b"not a zip archive").hexdigest()  # the card edited to match
+    (bad / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ExportError, match=rf"does not load with torch {re.escape(torch.__version__)}.*load format='weights'"):
+        load_backbone(bad, format="pt2")
+    pt2.unlink()
+    with pytest.raises(ExportError, match="backbone.pt2 is missing; export the run again"):
+        load_backbone(bad, format="pt2")
+    del card["pt2"]  # a folder exported before fsnas wrote torch.export programs
+    (bad / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ExportError, match="lists no backbone.pt2"):
+        load_backbone(bad, format="pt2")
+    with pytest.raises(ExportError, match="format 'onnx' is not one of weights, pt2"):
+        load_backbone(bad, format="onnx")
+    load_backbone(bad)  # the weights still load
 
 
 def test_search_export_holds_the_inherited_recalibrated_weights(runs, tmp_path):
@@ -142,7 +210,6 @@ class _Payload:
 
 
 def test_corrupt_and_foreign_files_give_clear_errors_and_run_no_code(exported, tmp_path):
-    import shutil
     bad = tmp_path / "bad"
     shutil.copytree(exported, bad)
     marker = tmp_path / "code-ran"
