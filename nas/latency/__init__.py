@@ -1,5 +1,6 @@
-"""Latency on the target device: timing modules, per-op lookup tables with device fingerprints, the
-predictor built on a table (plain sum, calibrated, or per op type), and its validation against end-to-end timing."""
+"""Latency on the target device: timing modules in a deployment mode (eager, CUDA graph, torch.compile), per-op
+lookup tables with device fingerprints, the predictor built on a table (plain sum, calibrated, per op type, or
+calibrated plus a cost per kernel launch), and its validation against end-to-end timing."""
 
 from .fingerprint import device_fingerprint
 from .measure import LatencyStats, measure_latency

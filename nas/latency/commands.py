@@ -10,11 +10,11 @@ import torch
 
 from ..errors import UserError
 from ..files import check_new_output, make_output_dir, write_json
-from .fingerprint import DTYPES
-from .measure import cpu_threads
+from .fingerprint import DTYPES, timing_mode
+from .measure import COMPILE_MODES, MODES, cpu_threads
 
 
-def _timing_args(p: argparse.ArgumentParser, of_table: bool = False) -> None:
+def _timing_args(p: argparse.ArgumentParser, of_table: bool = False, mode_default: str = "eager") -> None:
     """Device and timing options; for validate their defaults are the table's own."""
     default = "the table's" if of_table else None
     p.add_argument("--device", default=None if of_table else "cpu", help=f"cpu, cuda or cuda:i (default: "
@@ -25,6 +25,11 @@ def _timing_args(p: argparse.ArgumentParser, of_table: bool = False) -> None:
                    help=f"untimed runs first (default: {default or 10})")
     p.add_argument("--repeats", type=int, default=None if of_table else 50,
                    help=f"timed runs; the median is used (default: {default or 50})")
+    p.add_argument("--mode", choices=MODES, help="how the network runs when deployed: eager (op by op), cudagraph "
+                   "(a CUDA graph replayed; CUDA only) or compile (torch.compile) (default: " +
+                   ("the table's" if of_table else mode_default) + ")")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES, help="torch.compile's mode under --mode compile "
+                   "(default: " + ("the table's, else " if of_table or mode_default != "eager" else "") + "default)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--dtype", choices=sorted(DTYPES), help="(default: the table's, else float32)")
     m.add_argument("--force", action="store_true", help="use a table measured on another setup")
     m.add_argument("--out", help="write the result as JSON to this file")
-    _timing_args(m)
+    _timing_args(m, mode_default="the table's, else eager")
     v = sub.add_parser("validate", help="sample networks of a table's space, time them, score the prediction")
     v.add_argument("table", help="a table written by fsnas latency build (its predictor is updated)")
     v.add_argument("--samples", type=int, default=100, help="architectures to time end to end (default 100)")
@@ -70,6 +75,22 @@ def parse_shape(text: str, what: str) -> tuple[int, int, int]:
 def _device(name: str) -> torch.device:
     from ..pipeline import resolve_device
     return resolve_device(name)
+
+
+def _mode(args: argparse.Namespace, device: torch.device, fingerprint: dict | None = None) -> tuple[str, str | None]:
+    """(mode, compile mode) to time in: the options, else ``fingerprint``'s (a table's), else eager; a mode
+    this device cannot run is refused with the fix."""
+    table_mode, table_compile = timing_mode(fingerprint) if fingerprint else ("eager", None)
+    mode = args.mode or table_mode
+    if mode == "cudagraph" and device.type != "cuda":
+        raise UserError(f"--mode cudagraph replays CUDA graphs and needs a CUDA device, but the device is "
+                        f"{device.type}; pass --device cuda, or time on the CPU with --mode eager or --mode compile")
+    if mode != "compile":
+        if args.compile_mode:
+            raise UserError(f"--compile-mode applies to --mode compile only (the mode is {mode}); drop it or pass "
+                            f"--mode compile")
+        return mode, None
+    return mode, args.compile_mode or (table_compile if table_mode == "compile" else None) or "default"
 
 
 def _check_timing(args: argparse.Namespace) -> None:
@@ -104,13 +125,17 @@ def cmd_build(args: argparse.Namespace) -> str:
     else:
         from ..pipeline import build_dataset
         shape = build_dataset(cfg).image_shape
-    table = build_table(cfg.search.space, cfg.search.space_options, shape, _device(args.device), args.dtype,
+    device = _device(args.device)
+    mode, compile_mode = _mode(args, device)
+    table = build_table(cfg.search.space, cfg.search.space_options, shape, device, args.dtype,
                         args.batch, args.threads, args.warmup, args.repeats, args.channels_last,
-                        progress=not args.quiet)
+                        progress=not args.quiet, mode=mode, compile_mode=compile_mode)
     table.save(out)
     fp = table.fingerprint
+    how = f", {mode}" + (f" ({compile_mode})" if compile_mode else "") if mode != "eager" else ""
     return (f"{len(table.entries)} op entries and {len(table.fixed)} fixed parts timed on {fp['device']} "
-            f"({fp['dtype']}, batch {fp['batch']}{', %d threads' % fp['threads'] if 'threads' in fp else ''}): {out}")
+            f"({fp['dtype']}, batch {fp['batch']}{how}{', %d threads' % fp['threads'] if 'threads' in fp else ''}): "
+            f"{out}")
 
 
 def cmd_measure(args: argparse.Namespace) -> str:
@@ -125,26 +150,29 @@ def cmd_measure(args: argparse.Namespace) -> str:
     shape = parse_shape(args.input, "--input") if args.input else tuple(table.space["image_shape"]) if table else (1, 28, 28)
     batch, dtype = args.batch or fp.get("batch", 1), args.dtype or fp.get("dtype", "float32")
     device = _device(args.device)
+    mode = _mode(args, device, fp)
     with cpu_threads(args.threads if device.type == "cpu" else None):
-        return _measure(args, out, genotype, table, shape, batch, dtype, device)
+        return _measure(args, out, genotype, table, shape, batch, dtype, device, mode)
 
 
-def _measure(args, out, genotype, table, shape, batch, dtype, device) -> str:
+def _measure(args, out, genotype, table, shape, batch, dtype, device, mode) -> str:
     from .table import LatencyPredictor
     from .validate import measure_network
     fp = table.fingerprint if table else {}
-    result = {"target": args.target, "input": list(shape), "batch": batch, "dtype": dtype, "device": str(device)}
+    result = {"target": args.target, "input": list(shape), "batch": batch, "dtype": dtype, "device": str(device),
+              "mode": mode[0], **({"compile_mode": mode[1]} if mode[1] else {})}
     if table:
         if (batch, dtype) != (fp["batch"], fp["dtype"]) and not args.force:
             raise UserError(f"the table was timed at batch {fp['batch']} in {fp['dtype']}; drop --batch/--dtype or "
                             f"pass --force")
-        table.check_device(device, args.threads, args.force)
+        table.check_device(device, args.threads, args.force, mode=mode[0], compile_mode=mode[1])
         try:
             predictor = LatencyPredictor(table, table.supernet(), shape)
             result.update(predicted_ms=predictor.predict(genotype), predictor=table.predictor["kind"])
         except ValueError as exc:
             raise UserError(f"{args.target} is not an architecture of the table's space: {exc}") from None
-    stats = measure_network(genotype, shape, device, dtype, batch, args.warmup, args.repeats)
+    stats = measure_network(genotype, shape, device, dtype, batch, args.warmup, args.repeats, mode=mode[0],
+                            compile_mode=mode[1])
     result.update(measured=stats.to_dict(), threads=torch.get_num_threads() if device.type == "cpu" else None)
     line = f"measured {stats.median_ms:.3f} ms (median of {stats.count})"
     if "predicted_ms" in result:
@@ -164,13 +192,15 @@ def cmd_validate(args: argparse.Namespace) -> str:
     fp = table.fingerprint
     device = _device(args.device or fp["device_type"])
     threads = args.threads if args.threads is not None else fp.get("threads")
-    table.check_device(device, threads, args.force)
+    mode, compile_mode = _mode(args, device, fp)
+    table.check_device(device, threads, args.force, mode=mode, compile_mode=compile_mode)
     if args.samples < 4:
         raise UserError("--samples must be at least 4 (the calibration is cross-validated on two halves)")
     timing = {"warmup": table.measure["warmup"] if args.warmup is None else args.warmup,
               "repeats": table.measure["repeats"] if args.repeats is None else args.repeats}
     with cpu_threads(threads if device.type == "cpu" else None):
-        report = validate_table(table, args.samples, args.seed, device, progress=not args.quiet, **timing)
+        report = validate_table(table, args.samples, args.seed, device, progress=not args.quiet, mode=mode,
+                                compile_mode=compile_mode, **timing)
     make_output_dir(out)
     write_json(out / "report.json", report, indent=1)
     plot_validation(report, out / "validation.png")
@@ -178,7 +208,8 @@ def cmd_validate(args: argparse.Namespace) -> str:
     saved.predictor = table.predictor
     saved.save(args.table)
     lines = []
-    for label, key in (("table sum", "table_sum"), ("calibrated", "calibrated_cv"), ("per op", "per_op_cv")):
+    for label, key in (("table sum", "table_sum"), ("calibrated", "calibrated_cv"), ("per op", "per_op_cv"),
+                       ("per launch", "launch_cv")):
         m = report[key]
         lines.append(f"{label + ':':12s}RMSPE {m['rmspe']:.1%}, within 5% {m['within_5pct']:.0%}, within 10% "
                      f"{m['within_10pct']:.0%}, tau {m['kendall_tau']:.3f}, rho {m['spearman_rho']:.3f}"

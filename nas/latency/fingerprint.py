@@ -1,5 +1,6 @@
-"""What a latency figure depends on besides the network: the device, its software, the dtype, the batch
-and (on CPU) the thread count and the allocator setting timings use.  A table is only valid where its fingerprint matches."""
+"""What a latency figure depends on besides the network: the device, its software, the dtype, the batch, the
+deployment mode (eager, a CUDA graph replay, torch.compile and its mode) and (on CPU) the thread count and the
+allocator setting timings use.  A table is only valid where its fingerprint matches."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .measure import steady_cpu_allocator
+from .measure import MODES, check_mode, steady_cpu_allocator
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -23,13 +24,17 @@ def cpu_name() -> str:
 
 
 def device_fingerprint(device: torch.device | str, dtype: str, batch: int, threads: int | None = None,
-                       channels_last: bool = False) -> dict:
-    """The fields two measurements must share to be comparable."""
+                       channels_last: bool = False, mode: str = "eager", compile_mode: str | None = None) -> dict:
+    """The fields two measurements must share to be comparable.  ``mode``: how the module runs (``MODES``);
+    ``compile_mode``: torch.compile's mode under ``mode="compile"`` (default: "default")."""
     device = torch.device(device)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
+    compile_mode = check_mode(mode, compile_mode, device)
     fp = {"device_type": device.type, "torch": torch.__version__, "dtype": dtype, "batch": int(batch),
-          "channels_last": bool(channels_last)}
+          "channels_last": bool(channels_last), "mode": mode}
+    if compile_mode is not None:
+        fp["compile_mode"] = compile_mode
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         props = torch.cuda.get_device_properties(index)
@@ -59,15 +64,28 @@ def _cuda_driver_version() -> str | None:
         return None
 
 
+def timing_mode(fingerprint: dict) -> tuple[str, str | None]:
+    """(mode, compile mode) of a fingerprint; one written before deployment modes existed states none: eager."""
+    return fingerprint.get("mode", MODES[0]), fingerprint.get("compile_mode")
+
+
 def fingerprint_differences(table: dict, here: dict) -> list[str]:
-    """'field: table value != here value' for every field that differs."""
+    """'field: table value != here value' for every field that differs (a fingerprint without a mode: eager)."""
+    table, here = ({"mode": MODES[0], **fp} for fp in (table, here))
     keys = sorted(set(table) | set(here))
     return [f"{k}: {table.get(k)!r} != {here.get(k)!r}" for k in keys if table.get(k) != here.get(k)]
 
 
-def differences_here(fingerprint: dict, device: torch.device | str, threads: int | None = None) -> list[str]:
-    """How this machine, timing on ``device`` with ``fingerprint``'s dtype, batch and memory format, differs
-    from the setup ``fingerprint`` records (empty: the same)."""
+def differences_here(fingerprint: dict, device: torch.device | str, threads: int | None = None,
+                     mode: str | None = None, compile_mode: str | None = None) -> list[str]:
+    """How this machine, timing on ``device`` with ``fingerprint``'s dtype, batch and memory format, in ``mode``
+    (None: the fingerprint's own mode and compile mode), differs from the setup ``fingerprint`` records (empty:
+    the same)."""
+    if mode is None:
+        mode, compile_mode = timing_mode(fingerprint)
+    if mode == "cudagraph" and torch.device(device).type != "cuda":
+        return [f"device_type: {fingerprint.get('device_type')!r} != {torch.device(device).type!r} (mode "
+                f"{mode!r} times on CUDA only)"]
     here = device_fingerprint(device, fingerprint["dtype"], fingerprint["batch"], threads,
-                              fingerprint.get("channels_last", False))
+                              fingerprint.get("channels_last", False), mode, compile_mode)
     return fingerprint_differences(fingerprint, here)

@@ -170,7 +170,7 @@ def timed_as(table: LatencyTable, truth: str):
               "per_op": lambda g: 0.5 + sum(s * c for s, c in zip(scales, predictor.by_op(g)))}
 
     def measure_network(genotype, image_shape, device="cpu", dtype="float32", batch=1, warmup=10, repeats=50,
-                        channels_last=False) -> LatencyStats:
+                        channels_last=False, mode="eager", compile_mode=None) -> LatencyStats:
         ms = truths[truth](genotype)
         return LatencyStats(ms, ms, 0.0, repeats)
     return measure_network
@@ -219,12 +219,12 @@ def test_latency_commands_build_measure_validate(tmp_path, capsys, monkeypatch):
     assert cli.main(["-q", "latency", "validate", str(table), "--samples", "24", "--out", str(tmp_path / "v")]) == 0
     report = json.loads((tmp_path / "v" / "report.json").read_text())
     printed = capsys.readouterr().out.splitlines()
-    assert [line[:12] for line in printed[:3]] == ["table sum:  ", "calibrated: ", "per op:     "]
+    assert [line[:12] for line in printed[:4]] == ["table sum:  ", "calibrated: ", "per op:     ", "per launch: "]
     chosen = report["predictor"]
-    assert printed[3] == f"predictor: {chosen['kind']} ({chosen['why']}); report: {tmp_path / 'v'}"
+    assert printed[4] == f"predictor: {chosen['kind']} ({chosen['why']}); report: {tmp_path / 'v'}"
     assert report["samples"] == 24 and len(report["networks"]) == 24 and (tmp_path / "v" / "validation.png").is_file()
     assert LatencyTable.load(table).predictor["kind"] == "per_op"
-    assert set(report) >= {"table_sum", "calibrated_cv", "per_op_cv", "fitted"}
+    assert set(report) >= {"table_sum", "calibrated_cv", "per_op_cv", "launch_cv", "fitted"}
     assert LatencyTable.load(table).predictor == report["predictor"]
     assert cli.main(["-q", "latency", "validate", str(tmp_path / "nope.json"), "--out", str(tmp_path / "v2")]) == 2
     assert "build one with fsnas latency build" in capsys.readouterr().err
