@@ -241,6 +241,17 @@ class TuneConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """One job on several workers through Ray Train (nas.distributed): each step's episodes shared among them,
+    gradients averaged, so N workers of train.meta_batch B step as one process of N*B."""
+    workers: int = 1  # 1: this process alone
+    use_gpu: bool = False  # one GPU per worker
+    backend: str = "gloo"  # gloo (CPU or GPU) | nccl (GPUs)
+    cpus_per_worker: float = 1.0  # also each worker's torch thread count
+    address: str | None = None  # a Ray cluster to join (ray start --head ...); null: a local Ray
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     seed: int = 0
@@ -254,6 +265,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def to_dict(self) -> dict:
         return to_dict(self)

@@ -26,7 +26,11 @@ def retrain_job(cfg: RunConfig, run: RunDir, job: Prepared, command: str, evalua
     if job.search is not None:  # search, then retrain the architecture it found
         found = run_search(cfg, run, job.ds, job.device, job.search, progress=progress)
         cfg.model.genotype = str(run.path / GENOTYPE_FILE)
-    summary = retrain(cfg, run, job.ds, job.device, progress=progress, evaluate_after=evaluate_after)
+    if cfg.distributed.workers > 1:  # the same retrain on Ray Train workers, worker 0 writing this folder
+        from .distributed import retrain_on_workers
+        summary = retrain_on_workers(cfg, run, evaluate_after)
+    else:
+        summary = retrain(cfg, run, job.ds, job.device, progress=progress, evaluate_after=evaluate_after)
     summary["command"] = command
     if found:
         summary["search"] = found

@@ -17,6 +17,7 @@ from meta.data.cache import default_cache_dir
 from meta.episodes import check_episode_fits
 from meta.evaluation import evaluate
 from meta.learners import LEARNERS, Learner, create_learner
+from meta.parallel import Ranks
 from search_spaces import FixedGenotype, Genotype, build_network, load_genotype
 
 from .config import RunConfig
@@ -217,8 +218,10 @@ def prepare(cfg: RunConfig, train: bool = True, test: bool = True, search: bool 
 
 
 def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, progress: bool = True,
-            evaluate_after: bool = True) -> dict:
-    """Meta-train the configured backbone with the configured learner; optionally evaluate it; write summary."""
+            evaluate_after: bool = True, ranks: Ranks = Ranks()) -> dict:
+    """Meta-train the configured backbone with the configured learner; optionally evaluate it; write summary.
+    ``ranks``: this process's place among data-parallel workers (nas.distributed); only the first goes on
+    after meta-training."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, ds)
     pretrained = {}
@@ -227,7 +230,10 @@ def retrain(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.devic
         model = model.to(device, memory_format=torch.channels_last) if cfg.channels_last else model.to(device)
         pretrained = run_pretrain(cfg, ds, model, run, device, progress=progress)
     learner = build_learner(cfg, model, device, ds.image_shape)
+    learner.ranks = ranks
     result = meta_train(cfg, ds, learner, run, device, progress=progress)
+    if not ranks.leader:
+        return {}
 
     best = run.load_checkpoint("best") if cfg.train.val_every else None
     if best is not None:  # report and keep the weights that validated best

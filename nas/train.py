@@ -75,10 +75,13 @@ def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir
     t0, last = time.perf_counter(), {"loss": float("nan"), "accuracy": float("nan")}
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="meta-train", unit="step",
                disable=not progress, dynamic_ncols=True)
+    ranks = learner.ranks  # data-parallel: this process's share of every step's episodes (meta.parallel)
     for step in bar:
-        episodes = [sampler.episode(step * tc.meta_batch + j).to(device) for j in range(tc.meta_batch)]
+        episodes = [sampler.episode(i).to(device) for i in ranks.episode_indices(step, tc.meta_batch)]
         learner.set_progress(step, tc.steps)
         last = learner.meta_train_step(episodes)
+        if ranks.parallel:
+            learner.sync_buffers()
         guard.loss(step + 1, last["loss"])
         if tc.hard_tasks and "hard_classes" in last:  # a second update on tasks of this step's failure classes
             hard = learner.meta_train_step([e.to(device) for e in
@@ -92,13 +95,13 @@ def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir
             elapsed = time.perf_counter() - window_start
             record = {"phase": "train", "step": done, "loss": sum(window_loss) / len(window_loss),
                       "accuracy": sum(window_acc) / len(window_acc), "lr": last.get("lr"),
-                      "episodes_per_s": len(window_loss) * (tc.meta_batch + tc.hard_tasks) / max(elapsed, 1e-9)}
+                      "episodes_per_s": len(window_loss) * (tc.meta_batch * ranks.world + tc.hard_tasks) / max(elapsed, 1e-9)}
             if window_hard:
                 record["hard_accuracy"] = sum(window_hard) / len(window_hard)
             run.log(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.3f}")
             window_loss, window_acc, window_hard, window_start = [], [], [], time.perf_counter()
-        if validator is not None and (done % tc.val_every == 0 or done == tc.steps):
+        if validator is not None and ranks.leader and (done % tc.val_every == 0 or done == tc.steps):
             res = evaluate(learner, validator, tc.val_episodes, device, progress=False)
             run.log({"phase": "val", "step": done, "accuracy": res.accuracy, "ci95": res.ci95})
             if best_acc is None or res.accuracy > best_acc:
@@ -115,7 +118,7 @@ def meta_train(cfg: RunConfig, ds: FewShotDataset, learner: Learner, run: RunDir
     seconds = time.perf_counter() - t0
     steps_run = tc.steps - start
     return TrainResult(steps=tc.steps, seconds=seconds,
-                       episodes_per_second=steps_run * (tc.meta_batch + tc.hard_tasks) / max(seconds, 1e-9),
+                       episodes_per_second=steps_run * (tc.meta_batch * learner.ranks.world + tc.hard_tasks) / max(seconds, 1e-9),
                        final_loss=float(last["loss"]) if steps_run else None,
                        final_accuracy=float(last["accuracy"]) if steps_run else None,
                        best_val_accuracy=best_acc, best_step=best_step)

@@ -19,6 +19,7 @@ from ..evaluation import accuracy
 from ..hard_tasks import hardest_class
 from ..losses import EpisodicLoss
 from ..optim_state import load_optimizer_state
+from ..parallel import Ranks
 from ..precision import autocast, upcast
 
 
@@ -40,6 +41,7 @@ class Learner(ABC):
     # its meta-training forward may run in bfloat16 (``amp``: train.amp); losses and distances stay float32
     mixed_precision: ClassVar[bool] = False
     amp: bool = False
+    ranks: Ranks = Ranks()  # data-parallel ranks sharing each step's episodes (meta.parallel); one by default
 
     @abstractmethod
     def meta_train_step(self, episodes: Sequence[Episode]) -> dict[str, float]:
@@ -76,11 +78,18 @@ class Learner(ABC):
             losses.append(value)
             accs.append(accuracy(logits, ep.query_y))
             hard.append(hardest_class(logits, ep))
+        # the mean over every rank's episodes: N ranks of B episodes step as one process with N*B
+        self.ranks.average_gradients(p for group in self.optimizer.param_groups for p in group["params"])
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        return {"loss": sum(losses) / len(losses), "accuracy": sum(accs) / len(accs),
-                "lr": self.optimizer.param_groups[0]["lr"], "hard_classes": hard}
+        loss_mean, acc_mean = self.ranks.average([sum(losses) / len(losses), sum(accs) / len(accs)])
+        return {"loss": loss_mean, "accuracy": acc_mean, "lr": self.optimizer.param_groups[0]["lr"],
+                "hard_classes": hard}
+
+    def sync_buffers(self) -> None:
+        """BatchNorm running statistics averaged over the ranks (after each step of a data-parallel run)."""
+        self.ranks.average_buffers(self.model)
 
     def autocast(self):
         """The meta-training forward's precision region: bfloat16 autocast when ``amp`` is set."""

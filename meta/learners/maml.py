@@ -117,6 +117,9 @@ class MAML(Learner):
         with torch.enable_grad(), use_bn_mode(self.meta, self.bn_mode):
             return self.adapt_and_predict(episode, self.test_steps, first_order=True).detach()
 
+    def sync_buffers(self) -> None:
+        self.ranks.average_buffers(self.meta)  # the backbone's statistics and any per-step ones
+
     def state_dict(self) -> dict:
         state = {"model": self.model.state_dict(), "meta": self.meta.state_dict(),
                  "optimizer": self.optimizer.state_dict()}

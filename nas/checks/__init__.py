@@ -10,6 +10,7 @@ from pathlib import Path
 from ..config import RunConfig, read_config
 from ..errors import ConfigError
 from .data import check_data
+from .distributed import check_distributed
 from .eval import check_eval
 from .model import check_model
 from .pretrain import check_pretrain
@@ -25,6 +26,7 @@ def check_config(cfg: RunConfig) -> None:
     check_eval(cfg.eval, cfg.train)
     check_search(cfg.search)
     check_pretrain(cfg.pretrain, cfg.data.long_tail)
+    check_distributed(cfg)
     check_run(cfg)
 
 

@@ -8,9 +8,12 @@ be starting, fsnas waits ``tune.wait_for_nodes_s`` for such a node, then stops w
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
-from typing import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
 
 from ..errors import UserError
 
@@ -74,3 +77,46 @@ def wait_until_trials_fit(cpu: float, gpu: float, wait_s: float, nodes: Callable
                  describe(seen))
         sleep(min(POLL_S, left))
         seen = nodes()
+
+
+# Tune saves its experiment state at most this often (s): small, so a killed driver loses little
+QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "TUNE_GLOBAL_CHECKPOINT_S": "1",
+             "RAY_DEDUP_LOGS": "0", "RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0",
+             "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+
+
+@contextmanager
+def ray_cluster(address: str | None, cpu: float, gpu: float, wait_s: float) -> Iterator[None]:
+    """Ray started (or joined at ``address``) for this process, quiet, with fsnas and its data root on every
+    worker's path, checked to have a node that gives ``cpu`` and ``gpu``; shut down after."""
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    check_address(address)
+    import ray
+    env = {k: os.environ[k] for k in ("FSNAS_DATA_ROOT", "FSNAS_CACHE_DIR", *QUIET_ENV) if k in os.environ}
+    repo = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    if "FSNAS_DATA_ROOT" in env:
+        env["FSNAS_DATA_ROOT"] = str(Path(env["FSNAS_DATA_ROOT"]).resolve())
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+             runtime_env={"env_vars": env}, ignore_reinit_error=True)
+    try:
+        # a local Ray has all the nodes it will have; a cluster's may still be joining
+        wait_until_trials_fit(cpu, gpu, wait_s)
+        yield
+    finally:
+        ray.shutdown()
+
+
+def record_ray_processes(path: Path) -> None:
+    """The pids of the Ray processes this driver started (none when it joined a cluster), written to ``path``
+    so that they can be stopped by id after the driver is killed."""
+    from ..files import write_json
+    try:
+        import ray._private.worker as worker
+        node = worker._global_node
+        pids = sorted({info.process.pid for infos in node.all_processes.values() for info in infos
+                       if info.process is not None})
+    except Exception:  # private API: the record is a convenience, never a reason to fail
+        pids = []
+    write_json(path, {"driver": os.getpid(), "ray": pids}, indent=None)

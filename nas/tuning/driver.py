@@ -8,29 +8,21 @@ by id after a kill), the results (``nas.tuning.results``) and ``.lock``: the dri
 
 from __future__ import annotations
 
-import logging
-import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from ..checks import load_config
-from ..config import RunConfig, TuneConfig, dump_config
+from ..config import RunConfig, dump_config
 from ..errors import UserError
-from ..files import atomic_write_bytes, check_new_output, make_output_dir, write_json
+from ..files import atomic_write_bytes, check_new_output, make_output_dir
 from ..folder_lock import LOCK_FILE, FolderLock
-from .cluster import check_address, wait_until_trials_fit
+from .cluster import ray_cluster, record_ray_processes
 from .results import write_results
 from .space import tune_space
 
 CONFIG_FILE = "config.yaml"
 TUNE_DIR = "tune"
 PROCESSES_FILE = "ray_processes.json"
-# Tune saves its experiment state at most this often (s): small, so a killed driver loses little
-QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "TUNE_GLOBAL_CHECKPOINT_S": "1",
-             "RAY_DEDUP_LOGS": "0", "RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0",
-             "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 PATH_KEYS = (("data", "root"), ("data", "split_dir"), ("model", "genotype"), ("model", "weights"),
              ("search", "latency", "table"), ("search", "supernet"))
 
@@ -78,10 +70,11 @@ def run_experiment(cfg: RunConfig, exp: Path, parsed: dict, restore: bool = Fals
     try:
         if restore:
             lock.acquire()
-        with ray_cluster(cfg.tune):
+        tc = cfg.tune
+        with ray_cluster(tc.address, tc.resources.cpu, tc.resources.gpu, tc.wait_for_nodes_s if tc.address else 0.0):
             if not restore:
                 create_experiment(cfg, exp, lock)
-            _record_processes(exp)
+            record_ray_processes(exp / PROCESSES_FILE)
             errors, seconds = fit(cfg, exp, parsed, restore)
         if cfg.tune.retime_latency:
             from .retime import retime_trials
@@ -89,28 +82,6 @@ def run_experiment(cfg: RunConfig, exp: Path, parsed: dict, restore: bool = Fals
         return write_results(exp, cfg, parsed, errors, seconds)
     finally:
         lock.release()
-
-
-@contextmanager
-def ray_cluster(tc: TuneConfig) -> Iterator[None]:
-    """Ray started (or joined at ``tc.address``) for this process, checked to fit one trial; shut down after."""
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
-    check_address(tc.address)
-    import ray
-    env = {k: os.environ[k] for k in ("FSNAS_DATA_ROOT", "FSNAS_CACHE_DIR", *QUIET_ENV) if k in os.environ}
-    repo = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
-    if "FSNAS_DATA_ROOT" in env:
-        env["FSNAS_DATA_ROOT"] = str(Path(env["FSNAS_DATA_ROOT"]).resolve())
-    ray.init(address=tc.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-             runtime_env={"env_vars": env}, ignore_reinit_error=True)
-    try:
-        # a local Ray has all the nodes it will have; a cluster's may still be joining
-        wait_until_trials_fit(tc.resources.cpu, tc.resources.gpu, tc.wait_for_nodes_s if tc.address else 0.0)
-        yield
-    finally:
-        ray.shutdown()
 
 
 def fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool) -> tuple[dict[str, str], float]:
@@ -152,13 +123,3 @@ def fit(cfg: RunConfig, exp: Path, parsed: dict, restore: bool) -> tuple[dict[st
     return errors, seconds
 
 
-def _record_processes(exp: Path) -> None:
-    """The pids of the Ray processes this driver started (none when it joined a cluster)."""
-    try:
-        import ray._private.worker as worker
-        node = worker._global_node
-        pids = sorted({info.process.pid for infos in node.all_processes.values() for info in infos
-                       if info.process is not None})
-    except Exception:  # private API: the record is a convenience, never a reason to fail
-        pids = []
-    write_json(exp / PROCESSES_FILE, {"driver": os.getpid(), "ray": pids}, indent=None)
