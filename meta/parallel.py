@@ -55,22 +55,30 @@ class Ranks:
         one without a gradient on every rank keeps none."""
         if not self.parallel:
             return
-        import torch.distributed as dist
         params = [p for p in params if p.requires_grad]
-        if not params:
-            return
-        device = params[0].device
-        used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
-                          for p in params])
+        for p, g in zip(params, self.average_tensors([p.grad for p in params], params)):
+            p.grad = g
+
+    def average_tensors(self, tensors: Sequence[torch.Tensor | None],
+                        like: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+        """Each tensor's mean over the ranks, in one all-reduce; ``None`` (shaped as its ``like``) counts zeros,
+        and stays ``None`` where it is ``None`` on every rank."""
+        if not self.parallel or not like:
+            return list(tensors)
+        import torch.distributed as dist
+        device = like[0].device
+        used = torch.tensor([t is not None for t in tensors], dtype=torch.float32, device=device)
+        flat = torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1).float()
+                          for t, p in zip(tensors, like)])
         dist.all_reduce(used)
         dist.all_reduce(flat)
         flat /= self.world
-        offset = 0
-        for p, any_rank in zip(params, used.tolist()):
+        out, offset = [], 0
+        for p, any_rank in zip(like, used.tolist()):
             n = p.numel()
-            p.grad = flat[offset:offset + n].view_as(p).to(p.dtype).clone() if any_rank else None
+            out.append(flat[offset:offset + n].view_as(p).to(p.dtype).clone() if any_rank else None)
             offset += n
+        return out
 
     def average(self, values: Sequence[float]) -> list[float]:
         """The mean over the ranks of each value (the same figures logged on every rank)."""

@@ -73,9 +73,6 @@ def _open_job(args: argparse.Namespace, train: bool, test: bool, search: str):
     if args.resume:
         check_resume(RunDir.open(args.resume), cfg)
     searching = search == "always" or (search == "if_enabled" and cfg.search.enabled)
-    if searching and cfg.distributed.workers > 1:
-        raise ConfigError("distributed.workers: a search does not run on several workers yet; set "
-                          "distributed.workers: 1 for it").in_file(str(source))
     job = _prepare(cfg, source, train=train, test=test, search=searching)
     run = RunDir.resume(args.resume) if args.resume else RunDir.create(cfg, args.out)
     return cfg, run, job

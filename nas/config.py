@@ -172,6 +172,9 @@ class SearchConfig:
     sampler: str = "darts"
     sampler_options: dict = field(default_factory=dict)  # e.g. order, arch_lr, w_lr, max_skip
     steps: int = 200
+    # episodes per step (per worker on several workers): the mean loss over them; a single-path strategy
+    # draws one path per episode
+    meta_batch: int = 1
     episode: EpisodeConfig = field(default_factory=lambda: EpisodeConfig(5, 1, 5))
     val_split: str = "val"
     log_every: int = 20
@@ -243,7 +246,7 @@ class TuneConfig:
 @dataclass
 class DistributedConfig:
     """One job on several workers through Ray Train (nas.distributed): each step's episodes shared among them,
-    gradients averaged, so N workers of train.meta_batch B step as one process of N*B."""
+    gradients averaged, so N workers of train.meta_batch (search.meta_batch) B step as one process of N*B."""
     workers: int = 1  # 1: this process alone
     use_gpu: bool = False  # one GPU per worker
     backend: str = "gloo"  # gloo (CPU or GPU) | nccl (GPUs)

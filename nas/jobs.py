@@ -1,6 +1,7 @@
 """The bodies of ``fsnas search`` and ``fsnas retrain`` / ``fsnas run`` on an opened run folder, shared by the
 command line and by Ray Tune trials (``nas.tuning``), so a trial writes exactly the folder the plain command
-would."""
+would.  With ``distributed.workers`` above 1 the search and the retrain each run on Ray Train workers
+(``nas.distributed``), worker 0 writing this folder."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ from .runs import GENOTYPE_FILE, RunDir
 from .search.loop import run_search
 
 
+def search(cfg: RunConfig, run: RunDir, job: Prepared, progress: bool = True) -> dict:
+    """The search of ``job`` (in this process, or on the workers): what it found."""
+    if cfg.distributed.workers > 1:
+        from .distributed import search_on_workers
+        return search_on_workers(cfg, run)
+    return run_search(cfg, run, job.ds, job.device, job.search, progress=progress)
+
+
 def search_job(cfg: RunConfig, run: RunDir, job: Prepared, progress: bool = True) -> dict:
-    found = run_search(cfg, run, job.ds, job.device, job.search, progress=progress)
+    found = search(cfg, run, job, progress)
     summary = {"command": "search", "run": str(run.path), **found, "input": input_spec(job.ds),
                "data": data_facts(job.ds)}
     run.write_summary(summary)
@@ -24,11 +33,12 @@ def retrain_job(cfg: RunConfig, run: RunDir, job: Prepared, command: str, evalua
     evaluate."""
     found = {}
     if job.search is not None:  # search, then retrain the architecture it found
-        found = run_search(cfg, run, job.ds, job.device, job.search, progress=progress)
+        found = search(cfg, run, job, progress)
         cfg.model.genotype = str(run.path / GENOTYPE_FILE)
     if cfg.distributed.workers > 1:  # the same retrain on Ray Train workers, worker 0 writing this folder
         from .distributed import retrain_on_workers
-        summary = retrain_on_workers(cfg, run, evaluate_after)
+        summary = retrain_on_workers(cfg, run, evaluate_after,
+                                     str((run.path / GENOTYPE_FILE).resolve()) if found else None)
     else:
         summary = retrain(cfg, run, job.ds, job.device, progress=progress, evaluate_after=evaluate_after)
     summary["command"] = command

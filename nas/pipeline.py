@@ -20,6 +20,7 @@ from meta.learners import LEARNERS, Learner, create_learner
 from meta.parallel import Ranks
 from search_spaces import FixedGenotype, Genotype, build_network, load_genotype
 
+from .checks.distributed import check_retrain_on_workers
 from .config import RunConfig
 from .errors import ConfigError, UserError
 from .files import atomic_write_bytes, load_torch_file
@@ -208,6 +209,8 @@ class Prepared:
 def prepare(cfg: RunConfig, train: bool = True, test: bool = True, search: bool = False) -> Prepared:
     """Device and dataset (and the search's set-up), with every check that needs them: call before creating a
     run folder."""
+    if train:  # a retrain on several workers needs steps to share
+        check_retrain_on_workers(cfg)
     device = resolve_device(cfg.device)
     ds = build_dataset(cfg)
     check_against_data(cfg, ds, train=train, test=test, search=search)

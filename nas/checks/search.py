@@ -33,7 +33,8 @@ def check_search(sc: SearchConfig) -> None:
         raise ConfigError(f"search.space_options.weighting: the {sc.sampler} sampler needs weighting: "
                           f"{strategy.needs_weighting}")
     ev = sc.evolution
-    for key, value in (("search.steps", sc.steps), ("search.log_every", sc.log_every),
+    for key, value in (("search.steps", sc.steps), ("search.meta_batch", sc.meta_batch),
+                       ("search.log_every", sc.log_every),
                        ("search.checkpoint_every", sc.checkpoint_every), ("search.evolution.population", ev.population),
                        ("search.evolution.top_k", ev.top_k), ("search.evolution.eval_episodes", ev.eval_episodes),
                        ("search.evolution.bn_batches", ev.bn_batches), ("search.evolution.max_tries", ev.max_tries)):

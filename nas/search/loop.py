@@ -4,6 +4,13 @@ checkpoints, resumes, and writes the chosen genotype with its candidates table a
 Run folder additions: ``genotype.yaml`` (the result), ``candidates.json`` (top candidates and scores),
 ``alpha_history.jsonl`` and ``alpha_history.png`` (differentiable strategies), ``cells/*.png``,
 ``checkpoints/search.pt``.  A resumed search (SIGKILL included) ends with the same genotype on CPU.
+
+On several ranks (``nas.distributed``) every rank trains the same supernet on its share of each step's
+``search.meta_batch`` episodes, the strategy averaging its gradients; only rank 0 logs, checkpoints, evolves,
+reranks and writes the results.  BatchNorm: every episode is normalised by its own batch statistics in
+training, on any number of ranks; the running statistics are averaged over the ranks after every step (close
+to, not equal to, one process's running average), and neither evolution nor DARTS's derived genotype reads
+them: evolution recalibrates each candidate's statistics on its own batches.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from tqdm import tqdm
 
 from meta.data import FewShotDataset
 from meta.episodes import EpisodeSampler
+from meta.parallel import Ranks
 from meta.precision import autocast
 from search_spaces import PARAMETER_FREE, DartsGenotype, load_genotype
 
@@ -56,11 +64,13 @@ def search_samplers(cfg: RunConfig, ds: FewShotDataset,
 
 
 def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.device, setup: SearchSetup,
-               progress: bool = True) -> dict:
-    """Train ``setup``'s supernet (built by ``build_search`` for this config, before the run folder) and choose."""
+               progress: bool = True, ranks: Ranks = Ranks()) -> dict:
+    """Train ``setup``'s supernet (built by ``build_search`` for this config, before the run folder) and choose.
+    ``ranks``: this process's place among data-parallel workers; all but the first return {} after training."""
     sc, lc = cfg.search, cfg.search.latency
     supernet, predictor = setup.supernet, setup.predictor
     strategy = setup.strategy()
+    strategy.ranks = ranks
     train, val = search_samplers(cfg, ds, device)
     differentiable, evolves = strategy.differentiable, strategy.chooses_by_evolution
 
@@ -91,11 +101,17 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
     guard = DivergenceGuard("search", f"Lower the weight learning rate (search.sampler_options.w_lr in "
                                       f"{run.config_path}) or clip gradients harder (grad_clip)")
     for step in bar:
+        share = ranks.episode_indices(step, sc.meta_batch)  # with one rank and meta_batch 1: episode ``step``
+        if ranks.parallel:  # torch's generator (GDAS's Gumbel draws): each rank its own, drawn alike on resume
+            torch.manual_seed(cfg.seed * 1_000_003 + share.start)
         with autocast(device, sc.amp):  # losses and distances stay float32 (meta.precision)
-            window.append(strategy.step(train.episode(step).to(device), val.episode(step).to(device)))
+            window.append(strategy.step([train.episode(i).to(device) for i in share],
+                                        [val.episode(i).to(device) for i in share]))
+        if ranks.parallel:
+            ranks.average_buffers(supernet)  # BatchNorm running statistics
         done = step + 1
         guard.loss(done, window[-1]["loss"])
-        if done % sc.log_every == 0 or done == sc.steps:
+        if done % sc.log_every == 0 or done == sc.steps:  # a follower's run folder writes nothing
             record = {"phase": "search", "step": done,
                       **{k: sum(m[k] for m in window) / len(window) for k in window[-1]}}
             if differentiable:
@@ -114,6 +130,8 @@ def run_search(cfg: RunConfig, run: RunDir, ds: FewShotDataset, device: torch.de
             guard.state(done, state, "search checkpoint")
             run.save_checkpoint("search", state)
     train_seconds = time.perf_counter() - t0
+    if not ranks.leader:
+        return {}
 
     input_size = ds.image_shape
     ev = sc.evolution

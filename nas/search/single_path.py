@@ -1,5 +1,11 @@
-"""The single-path strategies: a path drawn per step, the architecture chosen afterwards by evolution
-(``nas.search.evolution``).  Registered in ``STRATEGIES`` when ``nas.search.strategies`` is imported.
+"""The single-path strategies: paths drawn per episode of each step, the architecture chosen afterwards by
+evolution (``nas.search.evolution``).  Registered in ``STRATEGIES`` when ``nas.search.strategies`` is imported.
+
+Each episode of a step's meta-batch gets its own draw (one path for spos, one sandwich for the others), in
+episode order from the strategy's generator; the step's loss is the mean over its episodes.  On several ranks
+every rank draws the whole step's paths and trains its share (``SearchStrategy.draw``), and the weight
+gradients are averaged over the ranks, a weight no rank's path used keeping none, so N ranks of B episodes
+train as one process of N·B.
 
 - ``spos``: uniform single-path training (Guo et al. 2020).
 - ``sandwich``: the largest, the smallest and a few drawn paths per step, the others distilled from the
@@ -15,19 +21,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsnas_core.options import OptionError, at_least
-from meta.episodes import Episode
 from meta.optim_state import load_optimizer_state
 
 from .objective import episode_logits, episode_loss
-from .strategies import STRATEGIES, SearchStrategy, check_weight_options, sgd_schedule
+from .strategies import STRATEGIES, SearchStrategy, check_weight_options, mean, sgd_schedule, step_episodes
 
 
 @STRATEGIES.register("spos")
 class SposStrategy(SearchStrategy):
-    """Uniform single path: each step trains one randomly drawn path (Guo et al. 2020)."""
+    """Uniform single path: each episode of a step trains one randomly drawn path (Guo et al. 2020)."""
 
     chooses_by_evolution = True
     takes_seed = True
+    data_parallel = True
     space_needs = ("sample_path",)
 
     def __init__(self, supernet: nn.Module, *, steps: int, w_lr: float = 0.05, w_momentum: float = 0.9,
@@ -41,16 +47,20 @@ class SposStrategy(SearchStrategy):
     def check_options(cls, options: dict) -> None:
         check_weight_options(options)
 
-    def step(self, train_ep: Episode, val_ep: Episode | None = None) -> dict[str, float]:
+    def step(self, train_eps, val_eps=None) -> dict[str, float]:
+        train_eps = step_episodes(train_eps)
         self.net.train()
-        path = self.net.sample_path(self.gen)
+        paths = self.draw(len(train_eps), lambda: self.net.sample_path(self.gen))
         self.w_opt.zero_grad(set_to_none=True)
-        loss, acc = episode_loss(lambda x: self.net(x, path=path), train_ep)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.grad_clip)
-        self.w_opt.step()
-        self.w_sched.step()
-        return {"loss": loss.item(), "accuracy": acc, "lr": self.w_opt.param_groups[0]["lr"]}
+        losses, accs = [], []
+        for path, ep in zip(paths, train_eps):
+            loss, acc = episode_loss(lambda x, p=path: self.net(x, path=p), ep)
+            (loss / len(train_eps)).backward()
+            losses.append(loss.item())
+            accs.append(acc)
+        self.step_weights()
+        loss, acc = self.ranks.average([mean(losses), mean(accs)])
+        return {"loss": loss, "accuracy": acc, "lr": self.w_opt.param_groups[0]["lr"]}
 
     def state_dict(self) -> dict:
         return {"w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
@@ -63,8 +73,9 @@ class SposStrategy(SearchStrategy):
 
 @STRATEGIES.register("sandwich")
 class SandwichStrategy(SposStrategy):
-    """The sandwich rule (Yu et al. 2019; BigNAS, Yu et al. 2020): each step trains the space's largest path,
-    its smallest and ``random_paths`` drawn ones on the same episode, their gradients summed.  With
+    """The sandwich rule (Yu et al. 2019; BigNAS, Yu et al. 2020): each episode of a step trains the space's
+    largest path, its smallest and ``random_paths`` drawn ones, their gradients summed (then averaged over the
+    step's episodes).  With
     ``distill`` (in-place distillation) every path but the largest learns the largest path's query
     predictions (soft targets) instead of the labels.  Needs a space with extreme paths (``elastic``)."""
 
@@ -88,23 +99,26 @@ class SandwichStrategy(SposStrategy):
         return ([self.net.extreme_path(True, self.gen), self.net.extreme_path(False, self.gen)]
                 + [self.net.sample_path(self.gen) for _ in range(self.random_paths)])
 
-    def step(self, train_ep: Episode, val_ep: Episode | None = None) -> dict[str, float]:
+    def step(self, train_eps, val_eps=None) -> dict[str, float]:
+        train_eps = step_episodes(train_eps)
+        n = len(train_eps)
         self.net.train()
         self.w_opt.zero_grad(set_to_none=True)
-        largest, *others = self.paths()
-        logits = episode_logits(lambda x: self.net(x, path=largest), train_ep)
-        loss = F.cross_entropy(logits, train_ep.query_y)
-        loss.backward()  # one backward per path: only one path's activations are held at a time
-        teacher = logits.detach().softmax(-1)
-        for path in others:
-            student = episode_logits(lambda x, p=path: self.net(x, path=p), train_ep)
-            (F.kl_div(student.log_softmax(-1), teacher, reduction="batchmean") if self.distill
-             else F.cross_entropy(student, train_ep.query_y)).backward()
-        nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.grad_clip)
-        self.w_opt.step()
-        self.w_sched.step()
-        acc = float((logits.detach().argmax(-1) == train_ep.query_y).float().mean())
-        return {"loss": loss.item(), "accuracy": acc, "lr": self.w_opt.param_groups[0]["lr"]}
+        losses, accs = [], []
+        for (largest, *others), ep in zip(self.draw(n, self.paths), train_eps):
+            logits = episode_logits(lambda x, p=largest: self.net(x, path=p), ep)
+            loss = F.cross_entropy(logits, ep.query_y)
+            (loss / n).backward()  # one backward per path: only one path's activations are held at a time
+            teacher = logits.detach().softmax(-1)
+            for path in others:
+                student = episode_logits(lambda x, p=path: self.net(x, path=p), ep)
+                ((F.kl_div(student.log_softmax(-1), teacher, reduction="batchmean") if self.distill
+                  else F.cross_entropy(student, ep.query_y)) / n).backward()
+            losses.append(loss.item())
+            accs.append(float((logits.detach().argmax(-1) == ep.query_y).float().mean()))
+        self.step_weights()
+        loss, acc = self.ranks.average([mean(losses), mean(accs)])
+        return {"loss": loss, "accuracy": acc, "lr": self.w_opt.param_groups[0]["lr"]}
 
 
 # OFA's order on this kind of space: the largest network alone, then kernel, depth, width, and last what
@@ -187,6 +201,6 @@ class ProgressiveStrategy(SandwichStrategy):
                  + [self.net.sample_path(self.gen, open=open) for _ in range(self.random_paths)])
         return list(dict.fromkeys(drawn))
 
-    def step(self, train_ep: Episode, val_ep: Episode | None = None) -> dict[str, float]:
+    def step(self, train_eps, val_eps=None) -> dict[str, float]:
         phase = self.phase()
-        return {**super().step(train_ep, val_ep), "shrink_phase": phase}
+        return {**super().step(train_eps, val_eps), "shrink_phase": phase}

@@ -1,8 +1,12 @@
 """Search strategies: how a supernet is trained and how its architecture is chosen.
 
 ``STRATEGIES[name]`` is a ``SearchStrategy`` class; ``create_strategy`` builds it with what its traits say
-it takes.  Each offers ``step(train_episode, val_episode) -> metrics``, ``result() -> Genotype`` (a
-differentiable one) and ``state_dict()/load_state_dict()`` (the search loop owns checkpoints).  The loop,
+it takes.  Each offers ``step(train_episodes, val_episodes) -> metrics`` (the step's meta-batch,
+``search.meta_batch`` episodes of each, or one episode; the loss is the mean over them), ``result() ->
+Genotype`` (a differentiable one) and ``state_dict()/load_state_dict()`` (the search loop owns checkpoints).
+On several ranks (``self.ranks``, ``meta.parallel``) each rank steps on its share of the meta-batch and the
+gradients are averaged before every optimiser step (and before clipping), so N ranks of B episodes step as
+one process of N·B; a class that does so declares ``data_parallel``.  The loop,
 the pipeline and the config checks ask the traits, never the name; a new strategy is one class (here, or in
 ``single_path`` for one that draws paths) and its ``@STRATEGIES.register`` line.  (In configs the key is still ``search.sampler``.)
 
@@ -17,7 +21,7 @@ the pipeline and the config checks ask the traits, never the name; a new strateg
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Callable, ClassVar, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -26,6 +30,7 @@ from fsnas_core.options import OptionError, above_zero, at_least, in_range, one_
 from fsnas_core.registry import Registry
 from meta.episodes import Episode
 from meta.optim_state import load_optimizer_state
+from meta.parallel import Ranks
 from search_spaces import CellGenotype, DartsGenotype
 from search_spaces.darts import edge_offset
 
@@ -36,6 +41,18 @@ STRATEGIES: Registry = Registry("search strategy")
 
 # constructor arguments the search fills (from search.steps, the run's seed, search.latency), never options
 FILLED = ("supernet", "steps", "seed", "latency")
+T = TypeVar("T")
+
+
+def step_episodes(episodes: Episode | Sequence[Episode] | None) -> list[Episode]:
+    """A step's episodes: its meta-batch (a sequence), or one episode."""
+    if episodes is None:
+        return []
+    return [episodes] if isinstance(episodes, Episode) else list(episodes)
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
 
 
 class SearchStrategy:
@@ -48,9 +65,28 @@ class SearchStrategy:
     needs_weighting: ClassVar[str | None] = None  # the supernet's space_options.weighting it needs
     # what the space's supernet class must have (true attributes): checked against search.space at config time
     space_needs: ClassVar[tuple[str, ...]] = ()
+    # averages its gradients over ``ranks`` before every optimiser step: may run on several workers
+    data_parallel: ClassVar[bool] = False
+    ranks: Ranks = Ranks()  # data-parallel ranks sharing each step's episodes (set by the search loop)
 
-    def step(self, train_ep: Episode, val_ep: Episode) -> dict[str, float]:
+    def step(self, train_eps: Sequence[Episode], val_eps: Sequence[Episode]) -> dict[str, float]:
         raise NotImplementedError
+
+    def draw(self, count: int, one: Callable[[], T]) -> list[T]:
+        """This rank's ``count`` draws of the step (one per episode of its share), in episode order.  Every rank
+        draws the whole step's ``world * count`` from the same generator and keeps its slice, so the ranks'
+        generators stay equal and N ranks draw for their episodes what one process draws for all of them."""
+        every = [one() for _ in range(count * self.ranks.world)]
+        return every[self.ranks.rank * count:(self.ranks.rank + 1) * count]
+
+    def step_weights(self) -> None:
+        """The weight step (``self.w_opt``, ``self.w_sched``): the gradients averaged over the ranks, then
+        clipped to ``self.grad_clip`` as one process would clip them."""
+        weights = list(self.net.weight_parameters())
+        self.ranks.average_gradients(weights)
+        nn.utils.clip_grad_norm_(weights, self.grad_clip)
+        self.w_opt.step()
+        self.w_sched.step()
 
     def result(self):
         raise NotImplementedError(f"{type(self).__name__} chooses its architecture by evolutionary search after "
@@ -87,6 +123,7 @@ def sgd_schedule(params, lr: float, momentum: float, weight_decay: float, steps:
 @STRATEGIES.register("darts")
 class DartsStrategy(SearchStrategy):
     differentiable = True
+    data_parallel = True
     space_needs = ("differentiable",)  # a mixed mode with architecture parameters
     takes_latency = True
 
@@ -117,52 +154,83 @@ class DartsStrategy(SearchStrategy):
     def _loss(self, ep: Episode) -> tuple[torch.Tensor, float]:
         return episode_loss(self.net, ep)
 
-    def step(self, train_ep: Episode, val_ep: Episode) -> dict[str, float]:
+    def _backward_mean(self, eps: list[Episode], latency: LatencyObjective | None = None) -> tuple:
+        """The mean loss over ``eps`` (with the latency term when given) backpropagated, one backward per episode;
+        (mean loss, mean accuracy, latency in ms or None)."""
+        losses, accs, lat = [], [], None
+        for ep in eps:
+            loss, acc = self._loss(ep)
+            losses.append(loss.item())
+            accs.append(acc)
+            if latency is not None:
+                loss, lat = latency(loss)
+            (loss / len(eps)).backward()
+        return mean(losses), mean(accs), lat
+
+    def step(self, train_eps: Sequence[Episode] | Episode, val_eps: Sequence[Episode] | Episode) -> dict[str, float]:
+        train_eps, val_eps = step_episodes(train_eps), step_episodes(val_eps)
         self.net.train()
         self._decay_aux_skip()
         self.t += 1
-        # 1. architecture step on a meta-validation episode
+        alphas = self.net.arch_parameters()
+        # 1. architecture step on meta-validation episodes, its gradient averaged over the ranks
         self.a_opt.zero_grad(set_to_none=True)
         extra = {}
         if self.order == "second":
-            val_loss, val_acc = self._unrolled_arch_grad(train_ep, val_ep)
-            if self.latency is not None:
-                extra["latency_ms"] = self.latency.add_to_grads(self.net.arch_parameters(), val_loss)
+            val_loss, val_acc = self._unrolled_arch_grad(train_eps, val_eps)  # the whole meta-batch's
+            if self.latency is not None:  # A * grad CE + CE * grad A + grad B with the whole meta-batch's CE
+                extra["latency_ms"] = self.latency.add_to_grads(alphas, self.ranks.average([val_loss])[0])
         else:
-            loss, val_acc = self._loss(val_ep)
-            val_loss = loss.item()
-            if self.latency is not None:
-                loss, extra["latency_ms"] = self.latency(loss)
-            loss.backward()
+            val_loss, val_acc, lat = self._backward_mean(val_eps, self.latency)
+            self.ranks.average_gradients(alphas)
+            if lat is not None:
+                extra["latency_ms"] = lat
         self.a_opt.step()
-        # 2. weight step on a meta-training episode
+        # 2. weight step on meta-training episodes
         self.w_opt.zero_grad(set_to_none=True)
-        loss, acc = self._loss(train_ep)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.grad_clip)
-        for p in self.net.arch_parameters():
+        loss, acc, _ = self._backward_mean(train_eps)
+        for p in alphas:
             p.grad = None  # the weight step must not leave gradients on alpha for the next arch step
-        self.w_opt.step()
-        self.w_sched.step()
-        return {"loss": loss.item(), "accuracy": acc, "val_loss": val_loss, "val_accuracy": val_acc,
+        self.step_weights()
+        loss, acc, val_loss, val_acc = self.ranks.average([loss, acc, val_loss, val_acc])
+        return {"loss": loss, "accuracy": acc, "val_loss": val_loss, "val_accuracy": val_acc,
                 "lr": self.w_opt.param_groups[0]["lr"], **extra}
 
-    def _unrolled_arch_grad(self, train_ep: Episode, val_ep: Episode) -> tuple[float, float]:
+    def _mean_grads(self, eps: list[Episode], *groups: list[torch.Tensor]) -> tuple:
+        """The gradients of the mean loss over ``eps`` w.r.t. each group of tensors (None where unused), one
+        episode at a time; (gradients per group, mean loss, mean accuracy)."""
+        totals = [[None] * len(g) for g in groups]
+        losses, accs = [], []
+        for ep in eps:
+            loss, acc = self._loss(ep)
+            losses.append(loss.item())
+            accs.append(acc)
+            for k, group in enumerate(groups):
+                grads = torch.autograd.grad(loss / len(eps), group, retain_graph=k < len(groups) - 1,
+                                            allow_unused=True)
+                totals[k] = [g if t is None else t if g is None else t + g for t, g in zip(totals[k], grads)]
+        return totals, mean(losses), mean(accs)
+
+    def _unrolled_arch_grad(self, train_eps, val_eps) -> tuple[float, float]:
         """DARTS second order: grad_a L_val(w - xi grad_w L_train(w, a), a), with the Hessian-vector
-        product replaced by a central finite difference (Liu et al. 2019, eq. 7-8)."""
-        weights = self.net.weight_parameters()
-        alphas = self.net.arch_parameters()
+        product replaced by a central finite difference (Liu et al. 2019, eq. 7-8).  L is the mean over the
+        step's episodes: the virtual step and the finite difference's direction use the gradients of the whole
+        meta-batch (averaged over the ranks), so the ranks perturb the same weights, and its three terms are
+        averaged before they are combined, as one process combines them: the gradient left in ``alpha.grad``
+        is the whole meta-batch's."""
+        train_eps, val_eps = step_episodes(train_eps), step_episodes(val_eps)
+        weights = list(self.net.weight_parameters())
+        alphas = list(self.net.arch_parameters())
         xi = self.w_opt.param_groups[0]["lr"]
         backup = [w.detach().clone() for w in weights]
-        train_loss, _ = self._loss(train_ep)
-        grads = torch.autograd.grad(train_loss, weights, allow_unused=True)
+        (grads,), _, _ = self._mean_grads(train_eps, weights)
+        grads = self.ranks.average_tensors(grads, weights)
         with torch.no_grad():
             for w, g in zip(weights, grads):
                 if g is not None:
                     w.sub_(xi * (g + self.w_weight_decay * w))
-        val_loss, val_acc = self._loss(val_ep)
-        dalpha = torch.autograd.grad(val_loss, alphas, retain_graph=True, allow_unused=True)
-        dw = torch.autograd.grad(val_loss, weights, allow_unused=True)
+        (dalpha, dw), val_loss, val_acc = self._mean_grads(val_eps, alphas, weights)
+        dw = self.ranks.average_tensors(dw, weights)
         with torch.no_grad():
             for w, b in zip(weights, backup):
                 w.copy_(b)
@@ -173,16 +241,18 @@ class DartsStrategy(SearchStrategy):
             with torch.no_grad():
                 for w, v in zip(weights, vec):
                     w.add_(sign * eps * v)
-            loss, _ = self._loss(train_ep)
-            hvp.append(torch.autograd.grad(loss, alphas, allow_unused=True))
+            (g,), _, _ = self._mean_grads(train_eps, alphas)
+            hvp.append(g)
         with torch.no_grad():
             for w, v in zip(weights, vec):
                 w.add_(eps * v)  # back to w
+        terms = self.ranks.average_tensors([*dalpha, *hvp[0], *hvp[1]], alphas * 3)
+        dalpha, hvp = terms[:len(alphas)], (terms[len(alphas):2 * len(alphas)], terms[2 * len(alphas):])
         for a, da, gp, gn in zip(alphas, dalpha, *hvp):
             da = da if da is not None else torch.zeros_like(a)
             h = ((gp if gp is not None else 0) - (gn if gn is not None else 0)) / (2 * eps)
             a.grad = da - xi * h
-        return val_loss.item(), val_acc
+        return val_loss, val_acc
 
     def result(self):
         return cap_skips(self.net.derive(), self.net, self.max_skip)
@@ -214,11 +284,11 @@ class GdasStrategy(DartsStrategy):
         super().check_options(options)
         check_temperatures(options)
 
-    def step(self, train_ep: Episode, val_ep: Episode) -> dict[str, float]:
+    def step(self, train_eps, val_eps) -> dict[str, float]:
         # exponential annealing: tau_max at the first step, tau_min at the last
         frac = self.t / max(self.steps - 1, 1)
         self.net.tau = self.tau_max * (self.tau_min / self.tau_max) ** frac
-        return {**super().step(train_ep, val_ep), "tau": self.net.tau}
+        return {**super().step(train_eps, val_eps), "tau": self.net.tau}
 
 
 def check_temperatures(options: dict) -> None:

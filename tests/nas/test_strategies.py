@@ -37,11 +37,11 @@ class CyclicPaths(SearchStrategy):
         self.paths = [supernet.sample_path(gen) for _ in range(3)]
         self.opt = torch.optim.SGD(supernet.weight_parameters(), lr=w_lr)
 
-    def step(self, train_ep, val_ep):
+    def step(self, train_eps, val_eps):
         path = self.paths[self.t % len(self.paths)]
         self.t += 1
         self.opt.zero_grad(set_to_none=True)
-        loss, acc = episode_loss(lambda x: self.net(x, path=path), train_ep)
+        loss, acc = episode_loss(lambda x: self.net(x, path=path), train_eps[0])  # the step's meta-batch: one
         loss.backward()
         self.opt.step()
         return {"loss": loss.item(), "accuracy": acc}
@@ -78,6 +78,17 @@ def test_a_new_single_path_strategy_needs_one_class_and_one_registry_line(with_c
     assert cli.main(["-q", "search", str(config), "search.sampler=darts", "search.sampler_options={}",
                      f"search.supernet={out}"]) == 2
     assert "only the cyclic or progressive or sandwich or spos sampler evolves in a trained supernet" in capsys.readouterr().err
+
+
+def test_a_strategy_that_does_not_average_its_gradients_is_refused_on_workers(with_cyclic, tmp_path):
+    from nas.checks import load_config
+    from nas.errors import ConfigError
+    config = tmp_path / "search.yaml"
+    config.write_text(yaml.safe_dump({**SEARCH, "search": {**SEARCH["search"], "sampler": "cyclic",
+                                                           "sampler_options": {}}, "distributed": {"workers": 2}}))
+    with pytest.raises(ConfigError, match="the cyclic sampler does not average its gradients over workers"):
+        load_config(config)
+    assert all(STRATEGIES[name].data_parallel for name in ("darts", "gdas", "spos", "sandwich", "progressive"))
 
 
 class OnePathNet(torch.nn.Module):
