@@ -19,7 +19,7 @@ from search_spaces import DartsSupernet, create_supernet
 
 from .test_elastic_search import OPTIONS
 
-STEPS = {"spos": 20, "darts": 20, "darts2": 10, "gdas": 4}
+STEPS = {"spos": 20, "darts": 20, "darts2": 6, "gdas": 4}
 PER_RANK = 1
 
 
