@@ -90,3 +90,12 @@ def input_shapes_run(net: torch.nn.Module, modules: list, image_shape: tuple) ->
         for h in hooks:
             h.remove()
     return seen
+
+
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """No test leaks a torch thread count to the next: a run compared with a subprocess's (the SIGKILL resume
+    tests) must use the threads the subprocess gets, or their floating-point sums differ."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
