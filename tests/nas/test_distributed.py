@@ -3,6 +3,7 @@ so 2 workers of meta-batch 1 train as one process of meta-batch 2; a killed driv
 end; a search on two workers chooses what one process of twice the meta-batch chooses; what cannot run on
 several workers yet is refused with one message."""
 
+import contextlib
 import json
 import os
 import signal
@@ -47,11 +48,22 @@ def learned(run) -> dict:
             and "running_" not in k}
 
 
+@contextlib.contextmanager
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dp")
     for name, workers, batch in (("one", 1, 2), ("two", 2, 1)):
-        assert cli.main(["-q", "retrain", config(tmp, name, workers, batch), "--out", str(tmp / name)]) == 0
+        with one_thread():  # as each worker runs (cpus_per_worker 1): the same rounding
+            assert cli.main(["-q", "retrain", config(tmp, name, workers, batch), "--out", str(tmp / name)]) == 0
     return tmp
 
 
@@ -119,7 +131,8 @@ def search_weights(run) -> dict:
 def searches(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("search")
     for name, workers, batch in (("one", 1, 2), ("two", 2, 1)):
-        assert cli.main(["-q", "search", search_config(tmp, name, workers, batch), "--out", str(tmp / name)]) == 0
+        with one_thread():  # as each worker runs (cpus_per_worker 1): the same rounding
+            assert cli.main(["-q", "search", search_config(tmp, name, workers, batch), "--out", str(tmp / name)]) == 0
     return tmp
 
 
